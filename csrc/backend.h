@@ -1,0 +1,47 @@
+// Declarations shared by the thin kernels and the bindings. Plain C++, no torch.
+#pragma once
+
+#include <stdint.h>
+
+#include <string>
+#include <vector>
+
+namespace fastrand {
+
+// One request: n values of (kind, dtype) at `offset` of (seed, stream), written to `out`.
+// kind/dtype use the codes of fastrand_stream.h (KIND_*, DT_*).
+struct Request {
+  void* out;
+  uint64_t n;
+  int kind;
+  int dtype;
+  uint64_t seed;
+  uint64_t stream;
+  uint64_t offset;
+};
+
+// True when (kind, dtype) names a value type this stream defines.
+bool valid_kind_dtype(int kind, int dtype);
+
+// CPU: split across `threads` threads (results do not depend on it). Releases nothing itself;
+// the binding drops the GIL around it.
+void cpu_fill(const Request& r, int threads);
+// The CPU code paths this build and processor offer ("scalar", "avx2", "avx512"), and the one
+// in use ($FASTRAND_CPU_ISA or the best available).
+std::vector<std::string> cpu_isa_available();
+std::string cpu_isa_selected();
+// Forces a path by name; returns false if this build/processor lacks it.
+bool cpu_isa_select(const std::string& name);
+
+#if defined(FASTRAND_WITH_CUDA)
+// CUDA: launched on `cuda_stream` of `device`, under a device guard; no synchronisation.
+// Returns an empty string on success, else the CUDA error text.
+std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream);
+// Evaluates a probe of math_probe.h over [first, first + count) on the GPU.
+std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t count, int device,
+                            uintptr_t cuda_stream);
+// "sm_75,sm_80,...,compute_120": what this build holds.
+const char* cuda_archs();
+#endif
+
+}  // namespace fastrand

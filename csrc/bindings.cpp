@@ -1,0 +1,129 @@
+// Python bindings of the compiled core (module fastrand._C). Raw pointers and integers only:
+// torch never enters the compiled code.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "backend.h"
+#include "fastrand_stream.h"
+#include "math_probe.h"
+
+namespace py = pybind11;
+using namespace fastrand;
+
+#ifndef FASTRAND_VERSION
+#define FASTRAND_VERSION "0.0.0"
+#endif
+
+namespace {
+
+Request make_request(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed,
+                     uint64_t stream, uint64_t offset) {
+  if (!valid_kind_dtype(kind, dtype))
+    throw py::value_error("fastrand._C: unsupported (kind, dtype) code pair");
+  if (n != 0 && ptr == 0) throw py::value_error("fastrand._C: null output pointer");
+  return Request{reinterpret_cast<void*>(ptr), n, kind, dtype, seed, stream, offset};
+}
+
+void fill_cpu(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, uint64_t stream,
+              uint64_t offset, int threads) {
+  const Request r = make_request(ptr, n, kind, dtype, seed, stream, offset);
+  py::gil_scoped_release nogil;
+  cpu_fill(r, threads);
+}
+
+void probe_cpu(int which, uintptr_t ptr, uint64_t first, uint64_t count, int threads) {
+  if (which != PROBE_RADIUS32 && which != PROBE_ANGLE32)
+    throw py::value_error("fastrand._C: unknown probe");
+  float* out = reinterpret_cast<float*>(ptr);
+  py::gil_scoped_release nogil;
+  const uint64_t t = threads < 1 ? 1 : uint64_t(threads);
+  const uint64_t piece = (count + t - 1) / t;
+  std::vector<std::thread> pool;
+  for (uint64_t k = 0; k < t; ++k) {
+    const uint64_t lo = k * piece, hi = (lo + piece < count) ? lo + piece : count;
+    if (lo >= hi) break;
+    pool.emplace_back([=] {
+      for (uint64_t i = lo; i < hi; ++i) probe_eval(which, out, i, first);
+    });
+  }
+  for (auto& th : pool) th.join();
+}
+
+#if defined(FASTRAND_WITH_CUDA)
+void fill_cuda(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, uint64_t stream,
+               uint64_t offset, int device, uintptr_t cuda_stream) {
+  const Request r = make_request(ptr, n, kind, dtype, seed, stream, offset);
+  std::string err;
+  {
+    py::gil_scoped_release nogil;
+    err = cuda_fill(r, device, cuda_stream);
+  }
+  if (!err.empty()) throw std::runtime_error("fastrand CUDA kernel: " + err);
+}
+
+void probe_cuda(int which, uintptr_t ptr, uint64_t first, uint64_t count, int device,
+                uintptr_t cuda_stream) {
+  if (which != PROBE_RADIUS32 && which != PROBE_ANGLE32)
+    throw py::value_error("fastrand._C: unknown probe");
+  std::string err;
+  {
+    py::gil_scoped_release nogil;
+    err = probe_cuda_impl(which, reinterpret_cast<float*>(ptr), first, count, device,
+                          cuda_stream);
+  }
+  if (!err.empty()) throw std::runtime_error("fastrand CUDA probe: " + err);
+}
+#endif
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastrand compiled core: noise stream v1 on raw buffers (no torch inside)";
+  m.attr("__version__") = FASTRAND_VERSION;
+  m.attr("STREAM_VERSION") = 1;
+  m.attr("KIND_NORMAL") = int(v1::KIND_NORMAL);
+  m.attr("KIND_UNIFORM") = int(v1::KIND_UNIFORM);
+  m.attr("KIND_WORDS") = int(v1::KIND_WORDS);
+  m.attr("DT_FLOAT32") = int(v1::DT_FLOAT32);
+  m.attr("DT_FLOAT16") = int(v1::DT_FLOAT16);
+  m.attr("DT_BFLOAT16") = int(v1::DT_BFLOAT16);
+  m.attr("DT_FLOAT64") = int(v1::DT_FLOAT64);
+  m.attr("DT_UINT32") = int(v1::DT_UINT32);
+  m.attr("PROBE_RADIUS32") = int(PROBE_RADIUS32);
+  m.attr("PROBE_ANGLE32") = int(PROBE_ANGLE32);
+
+  m.def("fill_cpu", &fill_cpu, py::arg("ptr"), py::arg("n"), py::arg("kind"), py::arg("dtype"),
+        py::arg("seed"), py::arg("stream"), py::arg("offset"), py::arg("threads"),
+        "Write n values of the stream to the buffer at ptr (GIL released).");
+  m.def("probe_cpu", &probe_cpu, py::arg("which"), py::arg("ptr"), py::arg("first"),
+        py::arg("count"), py::arg("threads"));
+  m.def(
+      "philox",
+      [](std::vector<uint32_t> ctr, std::vector<uint32_t> key) {
+        if (ctr.size() != 4 || key.size() != 2)
+          throw py::value_error("philox: ctr needs 4 words and key 2");
+        const v1::Words4 w = v1::philox(v1::Words4{ctr[0], ctr[1], ctr[2], ctr[3]}, key[0], key[1]);
+        return std::vector<uint32_t>{w.x, w.y, w.z, w.w};
+      },
+      py::arg("ctr"), py::arg("key"), "Philox4x32-10 of one counter (known-answer tests).");
+  m.def("cpu_isa_available", &cpu_isa_available);
+  m.def("cpu_isa_selected", &cpu_isa_selected);
+  m.def("cpu_isa_select", &cpu_isa_select, py::arg("name"));
+#if defined(FASTRAND_WITH_CUDA)
+  m.attr("CUDA") = true;
+  m.attr("CUDA_ARCHS") = cuda_archs();
+  m.def("fill_cuda", &fill_cuda, py::arg("ptr"), py::arg("n"), py::arg("kind"),
+        py::arg("dtype"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
+        py::arg("device"), py::arg("cuda_stream"),
+        "Launch the fill kernel on cuda_stream of device (asynchronous).");
+  m.def("probe_cuda", &probe_cuda, py::arg("which"), py::arg("ptr"), py::arg("first"),
+        py::arg("count"), py::arg("device"), py::arg("cuda_stream"));
+#else
+  m.attr("CUDA") = false;
+  m.attr("CUDA_ARCHS") = "";
+#endif
+}

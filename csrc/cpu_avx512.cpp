@@ -1,0 +1,9 @@
+// The CPU fill loop compiled for the avx512 path (flags in setup.py).
+#define FR_ISA_NS isa_avx512
+#include "cpu_kernel.h"
+
+namespace fastrand {
+void cpu_fill_piece_avx512(const Request& r, uint64_t first, uint64_t count) {
+  isa_avx512::fill_piece(r, first, count);
+}
+}  // namespace fastrand

@@ -1,0 +1,84 @@
+// The CPU fill loop, included once per instruction set (cpu_scalar.cpp, cpu_avx2.cpp,
+// cpu_avx512.cpp). Each translation unit compiles the same source with its own -m flags inside
+// its own namespace FR_ISA_NS; the compiler vectorises the block loop across Philox blocks. The
+// math is the shared header's: exact IEEE operations whatever the vector width.
+#pragma once
+
+#include "backend.h"
+#include "fastrand_stream.h"
+
+#ifndef FR_ISA_NS
+#error "define FR_ISA_NS before including cpu_kernel.h"
+#endif
+
+namespace fastrand {
+namespace FR_ISA_NS {
+using namespace v1;
+
+// Values [0, n) of a request whose first value sits at position `start` (positions advance by
+// 4 / PER_BLOCK per value).
+template <class Op>
+void fill_range(typename Op::T* __restrict out, uint64_t n, uint64_t start, uint64_t stream,
+                const RoundKeys& rk) {
+  using T = typename Op::T;
+  constexpr int P = Op::PER_BLOCK;
+  constexpr uint64_t S = 4 / P;
+  uint64_t i = 0;
+  // Head: the rest of a block entered in the middle.
+  uint32_t slot = uint32_t((start & 3u) / S);
+  if (slot != 0 && n > 0) {
+    T v[P];
+    Op::eval(block_words(start >> 2, stream, rk), v);
+    for (; slot < uint32_t(P) && i < n; ++slot) out[i++] = v[slot];
+  }
+  if (i == n) return;
+  // Whole blocks.
+  const uint64_t b0 = (start + S * i) >> 2;
+  const uint64_t nfull = (n - i) / P;
+  T* __restrict o = out + i;
+  const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC ivdep
+#endif
+  for (uint64_t k = 0; k < nfull; ++k) {
+    const uint64_t b = (b0 + k) & BLOCK_MASK;
+    T v[P];
+    Op::eval(philox_rk(Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi}, rk), v);
+    for (int j = 0; j < P; ++j) o[k * P + j] = v[j];
+  }
+  i += nfull * P;
+  // Tail: the start of one more block.
+  if (i < n) {
+    T v[P];
+    Op::eval(block_words((b0 + nfull) & BLOCK_MASK, stream, rk), v);
+    for (int j = 0; i < n; ++j) out[i++] = v[j];
+  }
+}
+
+// One contiguous piece [first, first + count) of request r.
+inline void fill_piece(const Request& r, uint64_t first, uint64_t count) {
+  const RoundKeys rk = make_round_keys(r.seed);
+#define FR_CASE(OP)                                                                         \
+  {                                                                                         \
+    constexpr uint64_t S = 4 / OP::PER_BLOCK;                                               \
+    const uint64_t start = first_position(r.offset, OP::PER_BLOCK) + S * first;             \
+    fill_range<OP>(static_cast<OP::T*>(r.out) + first, count, start, r.stream, rk);         \
+    return;                                                                                 \
+  }
+  switch (r.kind * 8 + r.dtype) {
+    case KIND_NORMAL * 8 + DT_FLOAT32: FR_CASE(NormalF32)
+    case KIND_NORMAL * 8 + DT_FLOAT16: FR_CASE(NormalF16)
+    case KIND_NORMAL * 8 + DT_BFLOAT16: FR_CASE(NormalBF16)
+    case KIND_NORMAL * 8 + DT_FLOAT64: FR_CASE(NormalF64)
+    case KIND_UNIFORM * 8 + DT_FLOAT32: FR_CASE(UniformF32)
+    case KIND_UNIFORM * 8 + DT_FLOAT16: FR_CASE(UniformF16)
+    case KIND_UNIFORM * 8 + DT_BFLOAT16: FR_CASE(UniformBF16)
+    case KIND_UNIFORM * 8 + DT_FLOAT64: FR_CASE(UniformF64)
+    case KIND_WORDS * 8 + DT_UINT32: FR_CASE(RawWords)
+    default: return;  // refused before it gets here (valid_kind_dtype)
+  }
+#undef FR_CASE
+}
+
+}  // namespace FR_ISA_NS
+}  // namespace fastrand

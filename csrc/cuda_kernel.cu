@@ -1,0 +1,173 @@
+// CUDA backend: a thin grid-stride loop around the shared stream header. Each thread computes
+// whole Philox blocks chosen by their position in the request; which thread computes a block
+// never changes what the block holds, so results do not depend on the grid or the GPU.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "backend.h"
+#include "fastrand_stream.h"
+#include "math_probe.h"
+
+#ifndef FASTRAND_CUDA_ARCHS
+#define FASTRAND_CUDA_ARCHS "unknown"
+#endif
+
+namespace fastrand {
+namespace {
+using namespace v1;
+
+constexpr int THREADS = 256;
+
+// Stores one block's values with a single vector store (address aligned by the caller).
+template <class T, int P>
+struct BlockStore;
+template <>
+struct BlockStore<float, 4> {
+  __device__ static void put(float* p, const float* v) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  }
+};
+template <>
+struct BlockStore<uint16_t, 4> {
+  __device__ static void put(uint16_t* p, const uint16_t* v) {
+    *reinterpret_cast<uint2*>(p) =
+        make_uint2(uint32_t(v[0]) | (uint32_t(v[1]) << 16), uint32_t(v[2]) | (uint32_t(v[3]) << 16));
+  }
+};
+template <>
+struct BlockStore<uint32_t, 4> {
+  __device__ static void put(uint32_t* p, const uint32_t* v) {
+    *reinterpret_cast<uint4*>(p) = make_uint4(v[0], v[1], v[2], v[3]);
+  }
+};
+template <>
+struct BlockStore<double, 2> {
+  __device__ static void put(double* p, const double* v) {
+    *reinterpret_cast<double2*>(p) = make_double2(v[0], v[1]);
+  }
+};
+
+// Slot s of the request is position start - (start & 3) + S * s; value i is slot head + i.
+template <class Op>
+__global__ void __launch_bounds__(THREADS)
+    fill_kernel(typename Op::T* __restrict__ out, uint64_t n, uint64_t start, uint64_t stream,
+                uint64_t seed, uint64_t nblocks, bool vector_ok) {
+  using T = typename Op::T;
+  constexpr int P = Op::PER_BLOCK;
+  constexpr uint64_t S = 4 / P;
+  const RoundKeys rk = make_round_keys(seed);
+  const uint64_t head = (start & 3u) / S;
+  const uint64_t b_first = start >> 2;
+  const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
+  const uint64_t step = uint64_t(gridDim.x) * THREADS;
+  for (uint64_t j = uint64_t(blockIdx.x) * THREADS + threadIdx.x; j < nblocks; j += step) {
+    const uint64_t b = (b_first + j) & BLOCK_MASK;
+    T v[P];
+    Op::eval(philox_rk(Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi}, rk), v);
+    const uint64_t slot0 = j * P;
+    if (head == 0 && slot0 + P <= n) {
+      if (vector_ok) {
+        BlockStore<T, P>::put(out + slot0, v);
+      } else {
+#pragma unroll
+        for (int e = 0; e < P; ++e) out[slot0 + e] = v[e];
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < P; ++e) {
+        const uint64_t s = slot0 + e;
+        if (s >= head && s - head < n) out[s - head] = v[e];
+      }
+    }
+  }
+}
+
+__global__ void probe_kernel(int which, float* out, uint64_t first, uint64_t count) {
+  const uint64_t step = uint64_t(gridDim.x) * blockDim.x;
+  for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += step)
+    probe_eval(which, out, i, first);
+}
+
+int sm_count(int device) {
+  static int cached[64] = {0};
+  if (device >= 0 && device < 64 && cached[device] > 0) return cached[device];
+  int sms = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      sms <= 0)
+    sms = 80;
+  if (device >= 0 && device < 64) cached[device] = sms;
+  return sms;
+}
+
+// Selects `device` for the lifetime of the guard and restores the previous one.
+struct DeviceGuard {
+  int prev = -1;
+  cudaError_t err = cudaSuccess;
+  explicit DeviceGuard(int device) {
+    err = cudaGetDevice(&prev);
+    if (err == cudaSuccess && prev != device) err = cudaSetDevice(device);
+  }
+  ~DeviceGuard() {
+    int cur = -1;
+    if (prev >= 0 && cudaGetDevice(&cur) == cudaSuccess && cur != prev) cudaSetDevice(prev);
+  }
+};
+
+unsigned grid_for(uint64_t work, int device) {
+  const uint64_t want = (work + THREADS - 1) / THREADS;
+  const uint64_t cap = uint64_t(sm_count(device)) * 16;
+  return unsigned(want < cap ? (want > 0 ? want : 1) : cap);
+}
+
+template <class Op>
+cudaError_t launch(const Request& r, int device, cudaStream_t st) {
+  using T = typename Op::T;
+  constexpr int P = Op::PER_BLOCK;
+  constexpr uint64_t S = 4 / P;
+  const uint64_t start = first_position(r.offset, P);
+  const uint64_t head = (start & 3u) / S;
+  const uint64_t nblocks = (head + r.n + P - 1) / P;
+  const bool vector_ok = (reinterpret_cast<uintptr_t>(r.out) % (sizeof(T) * P)) == 0;
+  fill_kernel<Op><<<grid_for(nblocks, device), THREADS, 0, st>>>(
+      static_cast<T*>(r.out), r.n, start, r.stream, r.seed, nblocks, vector_ok);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
+  if (r.n == 0) return std::string();
+  DeviceGuard guard(device);
+  if (guard.err != cudaSuccess) return cudaGetErrorString(guard.err);
+  cudaStream_t st = reinterpret_cast<cudaStream_t>(cuda_stream);
+  cudaError_t err = cudaErrorInvalidValue;
+  switch (r.kind * 8 + r.dtype) {
+    case KIND_NORMAL * 8 + DT_FLOAT32: err = launch<NormalF32>(r, device, st); break;
+    case KIND_NORMAL * 8 + DT_FLOAT16: err = launch<NormalF16>(r, device, st); break;
+    case KIND_NORMAL * 8 + DT_BFLOAT16: err = launch<NormalBF16>(r, device, st); break;
+    case KIND_NORMAL * 8 + DT_FLOAT64: err = launch<NormalF64>(r, device, st); break;
+    case KIND_UNIFORM * 8 + DT_FLOAT32: err = launch<UniformF32>(r, device, st); break;
+    case KIND_UNIFORM * 8 + DT_FLOAT16: err = launch<UniformF16>(r, device, st); break;
+    case KIND_UNIFORM * 8 + DT_BFLOAT16: err = launch<UniformBF16>(r, device, st); break;
+    case KIND_UNIFORM * 8 + DT_FLOAT64: err = launch<UniformF64>(r, device, st); break;
+    case KIND_WORDS * 8 + DT_UINT32: err = launch<RawWords>(r, device, st); break;
+    default: break;
+  }
+  return err == cudaSuccess ? std::string() : std::string(cudaGetErrorString(err));
+}
+
+std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t count, int device,
+                            uintptr_t cuda_stream) {
+  if (count == 0) return std::string();
+  DeviceGuard guard(device);
+  if (guard.err != cudaSuccess) return cudaGetErrorString(guard.err);
+  probe_kernel<<<grid_for(count, device), THREADS, 0, reinterpret_cast<cudaStream_t>(cuda_stream)>>>(
+      which, out, first, count);
+  const cudaError_t err = cudaGetLastError();
+  return err == cudaSuccess ? std::string() : std::string(cudaGetErrorString(err));
+}
+
+const char* cuda_archs() { return FASTRAND_CUDA_ARCHS; }
+
+}  // namespace fastrand

@@ -1,0 +1,205 @@
+"""Build of fastrand's compiled core (fastrand._C).
+
+The core is plain C++17 (and CUDA when nvcc is found) bound with pybind11; it never includes
+torch headers, so the build needs only setuptools and pybind11 and one build works with any
+torch. Each source gets its own flags: the per-ISA CPU kernels their -m flags, the CUDA kernel
+nvcc. Stream math is never compiled with fast-math or floating-point contraction.
+
+Environment:
+  FASTRAND_CUDA=0|1          force the CUDA kernel off / on (default: on when nvcc is found)
+  FASTRAND_CUDA_ARCHS        e.g. "90" or "75;80;90+PTX" (else TORCH_CUDA_ARCH_LIST, else every
+                             arch the local nvcc supports from sm_75 up, plus PTX of the newest)
+  CUDA_HOME / CUDA_PATH      CUDA toolkit root (else /usr/local/cuda, else nvcc on PATH)
+"""
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+VERSION = "0.1.0"
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join("csrc")
+
+# Host flags for every translation unit: exact IEEE arithmetic, no contraction, no errno calls
+# around sqrt (a correctly rounded sqrt either way).
+HOST_FLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fvisibility=hidden",
+              "-fPIC"]
+IS_X86 = platform.machine().lower() in ("x86_64", "amd64")
+ISA_FLAGS = {
+    "cpu_avx2.cpp": ["-mavx2", "-mfma"],
+    "cpu_avx512.cpp": ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl"],
+}
+FORBIDDEN = ("-ffast-math", "-Ofast", "--use_fast_math", "-ffp-contract=fast")
+
+
+def log(msg):
+    print(f"fastrand build: {msg}", file=sys.stderr, flush=True)
+
+
+def _toolkit_nvcc():
+    """(cuda_root, nvcc) of the CUDA toolkit, or (None, None)."""
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        root = os.environ.get(var)
+        if root and os.path.isfile(os.path.join(root, "bin", "nvcc")):
+            return root, os.path.join(root, "bin", "nvcc")
+    if os.path.isfile("/usr/local/cuda/bin/nvcc"):
+        return "/usr/local/cuda", "/usr/local/cuda/bin/nvcc"
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        # nvcc on PATH may be a wrapper outside the toolkit: accept it only where the toolkit's
+        # static runtime sits beside it.
+        root = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+        if _cudart_dir(root):
+            return root, nvcc
+    return None, None
+
+
+def _cudart_dir(root):
+    for sub in ("lib64", "lib", os.path.join("targets", "x86_64-linux", "lib"),
+                os.path.join("targets", "sbsa-linux", "lib")):
+        d = os.path.join(root, sub)
+        if os.path.isfile(os.path.join(d, "libcudart_static.a")):
+            return d
+    return None
+
+
+def _parse_archs(spec):
+    """'7.5;8.6+PTX sm_90' -> ([75, 86, 90], {86})."""
+    archs, ptx = [], set()
+    for tok in re.split(r"[;,\s]+", spec.strip()):
+        if not tok:
+            continue
+        m = re.fullmatch(r"(?:sm_|compute_)?(\d+)\.?(\d*)([a-z]?)(\+PTX)?", tok, re.IGNORECASE)
+        if not m:
+            raise ValueError(f"FASTRAND_CUDA_ARCHS/TORCH_CUDA_ARCH_LIST: cannot read {tok!r}")
+        num = int(m.group(1) + m.group(2)) if m.group(2) else int(m.group(1))
+        if num < 10:  # "9" style major-only
+            num *= 10
+        if num not in archs:
+            archs.append(num)
+        if m.group(4):
+            ptx.add(num)
+    if not archs:
+        raise ValueError("FASTRAND_CUDA_ARCHS/TORCH_CUDA_ARCH_LIST names no architecture")
+    return archs, ptx
+
+
+def _default_archs(nvcc):
+    out = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, check=True).stdout
+    nums = sorted({int(m) for m in re.findall(r"compute_(\d+)\b", out) if int(m) >= 75})
+    if not nums:
+        raise RuntimeError("nvcc --list-gpu-arch lists no architecture >= 75")
+    return nums, {nums[-1]}
+
+
+def cuda_config():
+    """None when the CUDA kernel is not built, else a dict of what to build it with."""
+    want = os.environ.get("FASTRAND_CUDA", "").strip()
+    if want not in ("", "0", "1"):
+        raise ValueError(f"FASTRAND_CUDA must be 0 or 1, not {want!r}")
+    if want == "0":
+        log("CUDA kernel off (FASTRAND_CUDA=0)")
+        return None
+    root, nvcc = _toolkit_nvcc()
+    if nvcc is None or _cudart_dir(root) is None:
+        if want == "1":
+            raise RuntimeError("FASTRAND_CUDA=1 but no CUDA toolkit (nvcc + libcudart_static.a) "
+                               "was found; set CUDA_HOME")
+        log("no CUDA toolkit found: building the CPU core only")
+        return None
+    spec = os.environ.get("FASTRAND_CUDA_ARCHS") or os.environ.get("TORCH_CUDA_ARCH_LIST")
+    archs, ptx = _parse_archs(spec) if spec else _default_archs(nvcc)
+    archs = sorted(archs)
+    gencode = []
+    for a in archs:
+        gencode += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
+        if a in ptx:
+            gencode += ["-gencode", f"arch=compute_{a},code=compute_{a}"]
+    names = ",".join([f"sm_{a}" for a in archs] + [f"compute_{a}" for a in sorted(ptx)])
+    log(f"CUDA kernel on: {nvcc}, {names}")
+    return {"root": root, "nvcc": nvcc, "gencode": gencode, "names": names,
+            "libdir": _cudart_dir(root)}
+
+
+class BuildExt(build_ext):
+    """Compiles each source with its own flags (.cu through nvcc), then links them."""
+
+    def build_extension(self, ext):
+        cuda = cuda_config()
+        import pybind11
+
+        includes = [pybind11.get_include(), os.path.join(HERE, CSRC)]
+        import sysconfig
+
+        includes.append(sysconfig.get_paths()["include"])
+        defines = [("FASTRAND_VERSION", f'"{VERSION}"')]
+        if cuda:
+            defines.append(("FASTRAND_WITH_CUDA", "1"))
+        os.makedirs(self.build_temp, exist_ok=True)
+        cxx = os.environ.get("CXX") or self.compiler.compiler_so[0]
+        if cxx in ("gcc", "cc"):
+            cxx = "g++"
+
+        jobs = []
+        for src in ext.sources:
+            name = os.path.basename(src)
+            if name.endswith(".cu"):
+                continue
+            if name in ISA_FLAGS and not IS_X86:
+                continue
+            obj = os.path.join(self.build_temp, name + ".o")
+            cmd = ([cxx] + HOST_FLAGS + ISA_FLAGS.get(name, [])
+                   + [f"-D{k}={v}" for k, v in defines] + [f"-I{i}" for i in includes]
+                   + ["-c", src, "-o", obj])
+            jobs.append((cmd, obj))
+        if cuda:
+            for src in ext.sources:
+                if src.endswith(".cu"):
+                    obj = os.path.join(self.build_temp, os.path.basename(src) + ".o")
+                    cmd = ([cuda["nvcc"], "-std=c++17", "-O3", "--fmad=false", "--threads", "0",
+                            "-Xcompiler", "-fPIC,-ffp-contract=off,-fvisibility=hidden",
+                            f'-DFASTRAND_CUDA_ARCHS="{cuda["names"]}"', "-DFASTRAND_WITH_CUDA=1",
+                            f"-I{os.path.join(HERE, CSRC)}"] + cuda["gencode"]
+                           + ["-c", src, "-o", obj])
+                    jobs.append((cmd, obj))
+        for cmd, _ in jobs:
+            bad = [f for f in cmd if f in FORBIDDEN]
+            if bad:
+                raise RuntimeError(f"refusing to compile stream math with {bad}")
+
+        def run(job):
+            cmd, obj = job
+            log(" ".join(cmd))
+            subprocess.run(cmd, check=True)
+            return obj
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as ex:
+            objects = list(ex.map(run, jobs))
+
+        libs, libdirs, extra = [], [], []
+        if cuda:
+            libdirs.append(cuda["libdir"])
+            libs += ["cudart_static", "dl", "rt", "pthread"]
+        else:
+            libs.append("pthread")
+        out = self.get_ext_fullpath(ext.name)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        self.compiler.link_shared_object(objects, out, libraries=libs, library_dirs=libdirs,
+                                         extra_postargs=extra, target_lang="c++")
+
+
+SOURCES = [os.path.join(CSRC, f) for f in ("bindings.cpp", "cpu.cpp", "cpu_scalar.cpp",
+                                           "cpu_avx2.cpp", "cpu_avx512.cpp", "cuda_kernel.cu")]
+
+setup(
+    version=VERSION,
+    ext_modules=[Extension("fastrand._C", sources=SOURCES, language="c++")],
+    cmdclass={"build_ext": BuildExt},
+)
