@@ -1,0 +1,240 @@
+"""Torch front end: argument policy, generators and dispatch to the compiled kernels."""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import torch
+
+from . import _C
+from ._generator import TORCH_TRACKER, Generator
+
+_NORMAL, _UNIFORM, _WORDS = _C.KIND_NORMAL, _C.KIND_UNIFORM, _C.KIND_WORDS
+_FLOAT_CODES = {
+    torch.float32: _C.DT_FLOAT32,
+    torch.float16: _C.DT_FLOAT16,
+    torch.bfloat16: _C.DT_BFLOAT16,
+    torch.float64: _C.DT_FLOAT64,
+}
+_WORD_DTYPES = (torch.int32,) + ((torch.uint32,) if hasattr(torch, "uint32") else ())
+_MAX_NUMEL = (1 << 63) - 1
+_CPU = torch.device("cpu")
+_HAS_CUDA_KERNEL = bool(_C.CUDA)
+
+try:  # the raw current-stream handle without building a torch.cuda.Stream object
+    _raw_stream = torch._C._cuda_getCurrentRawStream
+except AttributeError:  # pragma: no cover - older/newer torch
+    def _raw_stream(index):
+        return torch.cuda.current_stream(index).cuda_stream
+
+
+# --------------------------------------------------------------------------------------------
+# argument policy
+def _device_arg(device):
+    if device is None:
+        return _CPU
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, (str, int)) and not isinstance(device, bool):
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise ValueError(f"device: cannot read {device!r} as a torch device ({e})") from None
+    else:
+        raise TypeError(f"device: expected a torch.device, str or int, got {type(device).__name__}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {dev} requested but CUDA is not available to torch")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        elif dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {dev} does not exist ({torch.cuda.device_count()} CUDA "
+                             "devices)")
+    return dev
+
+
+def _float_dtype_arg(dtype):
+    if dtype is None:
+        dtype = torch.get_default_dtype()
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype: expected a torch.dtype, got {type(dtype).__name__}")
+    code = _FLOAT_CODES.get(dtype)
+    if code is None:
+        raise ValueError(f"dtype: fastrand draws float32, float16, bfloat16 or float64, not {dtype}")
+    return dtype, code
+
+
+def _layout_arg(layout):
+    if layout is None or layout == torch.strided:
+        return
+    if not isinstance(layout, torch.layout):
+        raise TypeError(f"layout: expected a torch.layout, got {type(layout).__name__}")
+    raise ValueError(f"layout: only torch.strided is supported, not {layout}")
+
+
+def _shape_arg(shape, name="shape"):
+    if isinstance(shape, (tuple, list, torch.Size)):
+        dims = []
+        for d in shape:
+            if isinstance(d, bool):
+                raise TypeError(f"{name}: sizes must be integers, got bool")
+            try:
+                d = operator.index(d)
+            except TypeError:
+                raise TypeError(f"{name}: sizes must be integers, got {type(d).__name__}") from None
+            if d < 0:
+                raise ValueError(f"{name}: sizes must be non-negative, got {tuple(shape)}")
+            dims.append(d)
+        if math.prod(dims) > _MAX_NUMEL:
+            raise ValueError(f"{name}: {tuple(dims)} has more than 2^63 - 1 elements")
+        return tuple(dims)
+    raise TypeError(f"{name}: expected a tuple or list of integers, got {type(shape).__name__}")
+
+
+def _size_args(size, name="size"):
+    """torch style: f(2, 3) or f((2, 3)) or f([2, 3])."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+        return _shape_arg(size[0], name)
+    return _shape_arg(size, name)
+
+
+def _reserve(generator, n, two_words):
+    """(seed, stream, offset) for an n-value request, advancing the generator."""
+    if isinstance(generator, Generator):
+        return generator._reserve(n, two_words)
+    if generator is None:
+        generator = torch.default_generator
+    if isinstance(generator, torch.Generator):
+        return TORCH_TRACKER.reserve(generator, n, two_words)
+    raise TypeError("generator: expected a fastrand.Generator, a torch.Generator, a list of them "
+                    f"or None, got {type(generator).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# kernels
+def _fill(out, kind, code, seed, stream, offset):
+    """Writes the stream into the contiguous tensor `out` (on any device)."""
+    n = out.numel()
+    if n == 0:
+        return out
+    dev = out.device
+    if dev.type == "cpu":
+        _C.fill_cpu(out.data_ptr(), n, kind, code, seed, stream, offset, torch.get_num_threads())
+    elif dev.type == "cuda" and _HAS_CUDA_KERNEL:
+        _C.fill_cuda(out.data_ptr(), n, kind, code, seed, stream, offset, dev.index,
+                     _raw_stream(dev.index))
+    else:  # no native kernel for this device: the same bits, generated on the CPU and copied
+        host = torch.empty(out.shape, dtype=out.dtype)
+        _fill(host, kind, code, seed, stream, offset)
+        out.copy_(host)
+    return out
+
+
+def _draw(shape, generator, device, dtype, kind, code):
+    two_words = code == _C.DT_FLOAT64
+    out = torch.empty(shape, dtype=dtype, device=device)
+    n = out.numel()
+    if isinstance(generator, (list, tuple)):
+        if len(generator) == 1:
+            generator = generator[0]
+        else:
+            if len(shape) == 0:
+                raise ValueError("generator: a list of generators needs a shape with a batch "
+                                 "dimension")
+            if len(generator) < shape[0]:
+                raise ValueError(f"generator: a list of {len(generator)} generators for a batch of "
+                                 f"{shape[0]}; expected at least {shape[0]}")
+            row = n // shape[0] if shape[0] else 0
+            flat = out.view(-1)
+            for i in range(shape[0]):
+                seed, stream, offset = _reserve(generator[i], row, two_words)
+                _fill(flat[i * row:(i + 1) * row], kind, code, seed, stream, offset)
+            return out
+    seed, stream, offset = _reserve(generator, n, two_words)
+    return _fill(out, kind, code, seed, stream, offset)
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
+    """Standard normal noise with diffusers' ``randn_tensor`` signature and batch semantics.
+
+    The same (generator seed, offset) gives the same bits on every device; the noise is drawn
+    directly on ``device`` (CPU when None). ``generator`` may be a fastrand.Generator, a
+    torch.Generator of any device, None (torch's default generator), or a list of them: then row
+    ``i`` of the batch (shape ``(1,) + shape[1:]``) comes from ``generator[i]``.
+    """
+    shape = _shape_arg(shape)
+    device = _device_arg(device)
+    dtype, code = _float_dtype_arg(dtype)
+    _layout_arg(layout)
+    return _draw(shape, generator, device, dtype, _NORMAL, code)
+
+
+def randn(*size, generator=None, dtype=None, device=None, layout=None):
+    """Like torch.randn: ``randn(2, 3)`` or ``randn((2, 3))``; the noise of randn_tensor."""
+    shape = _size_args(size)
+    return randn_tensor(shape, generator=generator, device=device, dtype=dtype, layout=layout)
+
+
+def rand(*size, generator=None, dtype=None, device=None, layout=None):
+    """Uniform [0, 1) values of the stream (spec section 6), like torch.rand."""
+    shape = _size_args(size)
+    device = _device_arg(device)
+    dtype, code = _float_dtype_arg(dtype)
+    _layout_arg(layout)
+    return _draw(shape, generator, device, dtype, _UNIFORM, code)
+
+
+def _like_args(t, dtype, device):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"input: expected a torch.Tensor, got {type(t).__name__}")
+    return tuple(t.shape), (t.dtype if dtype is None else dtype), (t.device if device is None
+                                                                     else device)
+
+
+def randn_like(input, *, generator=None, dtype=None, device=None):
+    """Normal noise with the shape of ``input`` (and its dtype and device unless given)."""
+    shape, dtype, device = _like_args(input, dtype, device)
+    return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+
+
+def rand_like(input, *, generator=None, dtype=None, device=None):
+    """Uniform [0, 1) values with the shape of ``input`` (and its dtype and device unless given)."""
+    shape, dtype, device = _like_args(input, dtype, device)
+    return rand(shape, generator=generator, dtype=dtype, device=device)
+
+
+def random_words(*size, generator=None, device=None, dtype=torch.int32):
+    """The raw 32-bit Philox words of the stream (spec section 6), one position per value.
+
+    Returned as torch.int32 (the words' bits; ``.view(torch.uint32)`` where torch has it) or as
+    torch.uint32 when ``dtype=torch.uint32``.
+    """
+    shape = _size_args(size)
+    device = _device_arg(device)
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype: expected a torch.dtype, got {type(dtype).__name__}")
+    if dtype not in _WORD_DTYPES:
+        raise ValueError(f"dtype: raw words come as torch.int32 or torch.uint32, not {dtype}")
+    return _draw(shape, generator, device, dtype, _WORDS, _C.DT_UINT32)
+
+
+def build_info():
+    """What this build and machine offer."""
+    from . import __version__
+
+    archs = [a for a in _C.CUDA_ARCHS.split(",") if a]
+    return {
+        "version": __version__,
+        "stream_version": int(_C.STREAM_VERSION),
+        "cuda": bool(_C.CUDA),
+        "cuda_archs": archs,
+        "cuda_available": bool(torch.cuda.is_available()),
+        "cpu_isa": list(_C.cpu_isa_available()),
+        "cpu_isa_selected": _C.cpu_isa_selected(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+

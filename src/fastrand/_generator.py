@@ -1,0 +1,250 @@
+"""Generators: where a draw's (seed, stream, offset) comes from.
+
+`Generator` is fastrand's own counter-based generator. `torch.Generator` objects (any device)
+are read through `_TorchTracker` as (initial_seed(), stream 0, an offset that advances with use).
+Both reserve positions atomically, so threads sharing a generator never get overlapping noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+import os
+import struct
+import threading
+import weakref
+from collections import OrderedDict
+
+U64 = 1 << 64
+_STATE_MAGIC = b"FRG1"
+_STATE_LEN = 32  # magic(4) + reserved(4) + seed, stream, offset (3 x uint64 little-endian)
+
+
+def _as_int(value, name):
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an integer, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None
+
+
+def check_seed(seed, name="seed"):
+    """Seeds are taken modulo 2^64 (negative seeds allowed, as in torch)."""
+    s = _as_int(seed, name)
+    if not -(1 << 63) <= s < U64:
+        raise ValueError(f"{name}: expected an integer in [-2^63, 2^64), got {s}")
+    return s % U64
+
+
+def check_u64(value, name):
+    v = _as_int(value, name)
+    if not 0 <= v < U64:
+        raise ValueError(f"{name}: expected an integer in [0, 2^64), got {v}")
+    return v
+
+
+def next_offset(offset, n, two_words):
+    """The offset after a request of n values at `offset` (spec sections 2 and 5)."""
+    if two_words:
+        return (offset + (offset & 1) + 2 * n) % U64
+    return (offset + n) % U64
+
+
+def _random_seed():
+    return int.from_bytes(os.urandom(8), "little")
+
+
+class Generator:
+    """A fastrand noise generator: (seed, stream, offset) of stream v1.
+
+    ``Generator(seed)`` and ``torch.Generator().manual_seed(seed)`` give the same sequence of
+    draws. Each draw of n values starts at the generator's offset and advances it (float64
+    values take two positions each), so two draws of n1 and n2 values equal one of n1 + n2.
+    Thread-safe: concurrent draws reserve disjoint positions.
+    """
+
+    __slots__ = ("_lock", "_seed", "_stream", "_offset", "__weakref__")
+
+    def __init__(self, seed=None, *, offset=0, stream=0):
+        self._lock = threading.Lock()
+        self._seed = _random_seed() if seed is None else check_seed(seed)
+        self._stream = check_u64(stream, "stream")
+        self._offset = check_u64(offset, "offset")
+
+    # torch.Generator-like interface -----------------------------------------------------------
+    def manual_seed(self, seed):
+        """Sets the seed and restarts the sequence (offset 0). Returns self."""
+        s = check_seed(seed)
+        with self._lock:
+            self._seed = s
+            self._offset = 0
+        return self
+
+    def seed(self):
+        """Reseeds from the operating system's entropy; returns the new seed."""
+        s = _random_seed()
+        self.manual_seed(s)
+        return s
+
+    def initial_seed(self):
+        return self._seed
+
+    @property
+    def stream(self):
+        return self._stream
+
+    def get_offset(self):
+        return self._offset
+
+    def set_offset(self, offset):
+        """Moves the generator to position `offset`. Returns self."""
+        o = check_u64(offset, "offset")
+        with self._lock:
+            self._offset = o
+        return self
+
+    def get_state(self):
+        """The state as a torch.uint8 tensor of 32 bytes (see set_state)."""
+        import torch
+
+        return torch.frombuffer(bytearray(self._state_bytes()), dtype=torch.uint8)
+
+    def set_state(self, state):
+        """Restores a state from get_state() (a uint8 tensor, bytes or bytearray). Returns self."""
+        if isinstance(state, (bytes, bytearray, memoryview)):
+            raw = bytes(state)
+        else:
+            try:
+                import torch
+            except ImportError:  # pragma: no cover
+                torch = None
+            if torch is None or not isinstance(state, torch.Tensor):
+                raise TypeError("state: expected a torch.uint8 tensor or bytes from get_state(), "
+                                f"got {type(state).__name__}")
+            if state.dtype != torch.uint8 or state.dim() != 1:
+                raise ValueError("state: expected a 1-D torch.uint8 tensor from get_state()")
+            raw = bytes(state.cpu().numpy().tobytes())
+        if len(raw) != _STATE_LEN or raw[:4] != _STATE_MAGIC:
+            raise ValueError(f"state: not a fastrand.Generator state ({len(raw)} bytes)")
+        seed, stream, offset = struct.unpack("<QQQ", raw[8:])
+        with self._lock:
+            self._seed, self._stream, self._offset = seed, stream, offset
+        return self
+
+    def clone(self):
+        """An independent generator at the same (seed, stream, offset)."""
+        with self._lock:
+            return Generator(self._seed, offset=self._offset, stream=self._stream)
+
+    # internals ------------------------------------------------------------------------------
+    def _state_bytes(self):
+        with self._lock:
+            return _STATE_MAGIC + b"\0" * 4 + struct.pack("<QQQ", self._seed, self._stream,
+                                                          self._offset)
+
+    def _reserve(self, n, two_words):
+        """Atomically takes the positions of an n-value request; returns (seed, stream, offset)."""
+        with self._lock:
+            o = self._offset
+            self._offset = next_offset(o, n, two_words)
+            return self._seed, self._stream, o
+
+    def __reduce__(self):
+        return (_restore_generator, (self._seed, self._stream, self._offset))
+
+    def __deepcopy__(self, memo):
+        return self.clone()
+
+    def __copy__(self):
+        return self.clone()
+
+    def __repr__(self):
+        return (f"fastrand.Generator(seed={self._seed:#x}, stream={self._stream}, "
+                f"offset={self._offset})")
+
+
+def _restore_generator(seed, stream, offset):
+    return Generator(seed, offset=offset, stream=stream)
+
+
+class _TorchEntry:
+    __slots__ = ("seed", "offsets", "high")
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.offsets = OrderedDict()  # state fingerprint -> offset of the next draw
+        self.high = 0  # end of the furthest draw handed out (unbounded int)
+
+
+class _TorchTracker:
+    """Reads a torch.Generator as (initial_seed(), stream 0, offset).
+
+    The offset is a function of the generator's state: a state never seen before is either the
+    state that manual_seed(initial_seed()) gives (offset 0) or one that torch's own ops reached
+    (offset = the end of the furthest draw so far, so nothing repeats). After each draw the
+    generator is advanced by a tiny amount, and the state it reaches is remembered with the
+    offset where the next draw continues. Reseeding returns to known states, so it replays the
+    same offsets.
+    """
+
+    MAX_STATES = 4096  # remembered states per generator
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries = weakref.WeakKeyDictionary()
+        self._fresh = OrderedDict()  # (device, seed) -> fingerprint of manual_seed(seed)
+
+    @staticmethod
+    def _fingerprint(g):
+        st = g.get_state()
+        return hashlib.blake2b(st.numpy(), digest_size=16).digest()
+
+    def _fresh_fingerprint(self, g, seed):
+        import torch
+
+        key = (str(g.device), seed)
+        fp = self._fresh.get(key)
+        if fp is None:
+            fresh = torch.Generator(device=g.device)
+            fresh.manual_seed(seed)
+            fp = self._fingerprint(fresh)
+            self._fresh[key] = fp
+            if len(self._fresh) > 1024:
+                self._fresh.popitem(last=False)
+        return fp
+
+    @staticmethod
+    def _advance(g):
+        import torch
+
+        if g.device.type == "cpu":
+            torch.empty((), dtype=torch.int64).random_(generator=g)
+            return
+        try:  # CUDA (and other Philox) generators: move the offset, no kernel launched
+            g.set_offset(g.get_offset() + 4)
+        except (RuntimeError, AttributeError):
+            torch.empty((), dtype=torch.int64, device=g.device).random_(generator=g)
+
+    def reserve(self, g, n, two_words):
+        with self._lock:
+            seed = g.initial_seed() % U64
+            ent = self._entries.get(g)
+            if ent is None or ent.seed != seed:
+                ent = _TorchEntry(seed)
+                self._entries[g] = ent
+            fp = self._fingerprint(g)
+            offset = ent.offsets.get(fp)
+            if offset is None:
+                offset = 0 if fp == self._fresh_fingerprint(g, seed) else ent.high
+                ent.offsets[fp] = offset
+            end = offset + (offset & 1 if two_words else 0) + (2 * n if two_words else n)
+            self._advance(g)
+            ent.offsets[self._fingerprint(g)] = end
+            ent.high = max(ent.high, end)
+            while len(ent.offsets) > self.MAX_STATES:
+                ent.offsets.popitem(last=False)
+            return seed, 0, offset % U64
+
+
+TORCH_TRACKER = _TorchTracker()
