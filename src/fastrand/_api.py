@@ -31,9 +31,16 @@ except AttributeError:  # pragma: no cover - older/newer torch
 
 # --------------------------------------------------------------------------------------------
 # argument policy
+_DEVICE_CACHE = {}  # validated device arguments (str / torch.device with an index) -> device
+
+
 def _device_arg(device):
     if device is None:
         return _CPU
+    try:
+        return _DEVICE_CACHE[device]
+    except (KeyError, TypeError):
+        pass
     if isinstance(device, torch.device):
         dev = device
     elif isinstance(device, (str, int)) and not isinstance(device, bool):
@@ -46,11 +53,13 @@ def _device_arg(device):
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device: {dev} requested but CUDA is not available to torch")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
-        elif dev.index >= torch.cuda.device_count():
+        if dev.index is None:  # the current device: resolved per call, never cached
+            return torch.device("cuda", torch.cuda.current_device())
+        if dev.index >= torch.cuda.device_count():
             raise ValueError(f"device: {dev} does not exist ({torch.cuda.device_count()} CUDA "
                              "devices)")
+    if len(_DEVICE_CACHE) < 256:
+        _DEVICE_CACHE[device] = dev
     return dev
 
 
@@ -74,6 +83,9 @@ def _layout_arg(layout):
 
 
 def _shape_arg(shape, name="shape"):
+    if (type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape)
+            and math.prod(shape) <= _MAX_NUMEL):
+        return shape  # the common case, already valid
     if isinstance(shape, (tuple, list, torch.Size)):
         dims = []
         for d in shape:

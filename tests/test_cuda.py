@@ -1,0 +1,122 @@
+"""CUDA backend: bit-identical to the CPU and to the NumPy reference. Skipped without a GPU."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import fastrand
+from fastrand import _C
+from conftest import TORCH_DTYPES, bits, draw, ref_bits
+
+U64 = 1 << 64
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+KINDS = [("normal", d) for d in TORCH_DTYPES] + [("uniform", d) for d in TORCH_DTYPES] + [
+    ("words", "float32")]
+
+
+def test_cuda_kernel_is_built():
+    if os.environ.get("FASTRAND_REQUIRE_CUDA_KERNEL") == "1" or _C.CUDA:
+        assert fastrand.build_info()["cuda"] is True
+    else:
+        pytest.skip("built without the CUDA kernel: CUDA targets use the CPU copy path")
+
+
+@pytest.mark.parametrize("kind,dtype", KINDS)
+def test_cuda_equals_cpu_and_reference(kind, dtype):
+    rng = random.Random(hash((kind, dtype)) & 0xFFFF)
+    sizes = [0, 1, 2, 3, 4, 5, 7, 64, 1023, 4097, (1 << 20) + 3, 3_000_001]
+    for n in sizes:
+        for _ in range(3):
+            seed = rng.randrange(U64)
+            stream = rng.choice([0, 1, rng.randrange(U64)])
+            offset = rng.choice([0, 1, 2, 3, rng.randrange(U64), U64 - 3])
+            gpu = draw(kind, n, seed, stream, offset, dtype, device="cuda")
+            assert gpu.device.type == "cuda"
+            cpu = draw(kind, n, seed, stream, offset, dtype)
+            assert np.array_equal(bits(gpu), bits(cpu)), (kind, dtype, n, seed, stream, offset)
+            if n <= 5000:
+                want = ref_bits(kind, seed, stream, offset, n, dtype)
+                assert np.array_equal(bits(gpu), want)
+
+
+def test_torch_cuda_generator_reads_like_fastrand_generator():
+    for seed in (0, 123, 2**64 - 1):
+        tg = torch.Generator("cuda").manual_seed(seed)
+        fg = fastrand.Generator(seed)
+        for dt in (torch.float32, torch.float64, torch.bfloat16):
+            for shape in ((1, 4, 8, 8), (5,), (2, 3)):
+                a = fastrand.randn_tensor(shape, generator=tg, device="cuda", dtype=dt)
+                b = fastrand.randn_tensor(shape, generator=fg, device="cpu", dtype=dt)
+                assert np.array_equal(bits(a), bits(b))
+    # a CUDA generator may fill a CPU tensor and vice versa
+    a = fastrand.randn_tensor((3, 3), generator=torch.Generator("cuda").manual_seed(5))
+    b = fastrand.randn_tensor((3, 3), generator=torch.Generator().manual_seed(5), device="cuda")
+    assert a.device.type == "cpu" and b.device.type == "cuda"
+    assert np.array_equal(bits(a), bits(b))
+
+
+def test_list_of_generators_on_cuda_odd_rows():
+    shape = (3, 5, 7)  # odd rows: unaligned row pointers take the scalar-store path
+    gens = lambda: [fastrand.Generator(s, offset=s) for s in (1, 2, 3)]
+    a = fastrand.randn_tensor(shape, generator=gens(), device="cuda", dtype=torch.float16)
+    b = fastrand.randn_tensor(shape, generator=gens(), dtype=torch.float16)
+    assert np.array_equal(bits(a), bits(b))
+
+
+def test_non_default_stream_and_device_guard():
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        a = draw("normal", 100_003, 9, 0, 1, device="cuda")
+    s.synchronize()
+    assert np.array_equal(bits(a), bits(draw("normal", 100_003, 9, 0, 1)))
+    if torch.cuda.device_count() > 1:
+        torch.cuda.set_device(0)
+        b = draw("normal", 100_003, 9, 0, 1, device="cuda:1")
+        assert b.device == torch.device("cuda:1")
+        assert torch.cuda.current_device() == 0
+        assert np.array_equal(bits(b), bits(a))
+
+
+def test_cuda_graph_capture():
+    shape = (1, 4, 64, 64)
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):  # warm-up outside capture
+        fastrand.randn_tensor(shape, generator=fastrand.Generator(1), device="cuda")
+    torch.cuda.current_stream().wait_stream(s)
+    with torch.cuda.graph(g):
+        out = fastrand.randn_tensor(shape, generator=fastrand.Generator(3, offset=8),
+                                    device="cuda", dtype=torch.bfloat16)
+    out.zero_()
+    g.replay()
+    torch.cuda.synchronize()
+    want = fastrand.randn_tensor(shape, generator=fastrand.Generator(3, offset=8),
+                                 dtype=torch.bfloat16)
+    assert np.array_equal(bits(out), bits(want))
+
+
+def test_more_than_2_31_elements():
+    free, _ = torch.cuda.mem_get_info()
+    n = (1 << 31) + 5
+    if free < 3 * n * 2:
+        pytest.skip("not enough GPU memory for a 2^31-element float16 draw")
+    g = fastrand.randn(n, generator=fastrand.Generator(17, offset=1), device="cuda",
+                       dtype=torch.float16)
+    for start in (0, (1 << 31) - 1000, n - 1000):
+        want = fastrand.randn(1000, generator=fastrand.Generator(17, offset=1 + start),
+                              dtype=torch.float16)
+        assert np.array_equal(bits(g[start:start + 1000]), bits(want)), start
+    del g
+    torch.cuda.empty_cache()
+
+
+def test_cuda_launch_error_is_an_exception():
+    if not _C.CUDA:
+        pytest.skip("no CUDA kernel in this build")
+    with pytest.raises(RuntimeError):
+        # a device index that does not exist makes the device guard fail
+        _C.fill_cuda(1 << 20, 4, _C.KIND_NORMAL, _C.DT_FLOAT32, 0, 0, 0, 9999, 0)

@@ -1,0 +1,180 @@
+"""The compiled CPU paths against the spec's own values and the independent NumPy reference."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import fastrand
+from fastrand import _C
+from fastrand import reference as ref
+
+from conftest import TORCH_DTYPES, bits, draw, ref_bits
+
+U64 = 1 << 64
+SEED = 0x9ABCDEF012345678
+ISAS = _C.cpu_isa_available()
+
+# Spec section 1: Random123 known-answer vectors.
+KAT = [
+    ([0, 0, 0, 0], [0, 0], [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
+    ([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
+    ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0],
+     [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+]
+# Spec section 3: golden words and float32 values (seed 0x9abcdef012345678, stream 0).
+GOLDEN_WORDS = [0x0279B337, 0xECB5BD8D, 0xE611C4F6, 0x44ECE875, 0xEB897A36, 0x4FCDF6B6,
+                0xFBA23D8C, 0x6EED5B47, 0x207B164B, 0x5D52B9CA, 0xBA2C9175, 0x19DEE812]
+GOLDEN_F32 = [0xBFB1C488, 0x402D7EBD, 0x3EEAE647, 0xBD64490D, 0x3EC17742, 0xBE1E1A1A,
+              0x3D9A900D, 0xBE2D8193, 0x3FC3981B, 0xBFAB71EA, 0x3EF261A8, 0x3F247EBA]
+
+
+def _golden64_from_doc():
+    import pathlib
+    import re
+
+    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "noise-stream.md"
+    text = doc.read_text()
+    sec = text[text.index("## 5."):text.index("## 6.")]
+    block = sec[sec.index("Golden values"):]
+    return [int(h, 16) for h in re.findall(r"\b([0-9a-f]{16})\b", block)][:6]
+
+
+@pytest.mark.parametrize("ctr,key,out", KAT)
+def test_philox_known_answers(ctr, key, out):
+    assert list(_C.philox(ctr, key)) == out
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_spec_golden_values(isa, cpu_isa):
+    assert cpu_isa(isa)
+    assert bits(draw("words", 12, SEED)).tolist() == GOLDEN_WORDS
+    assert bits(draw("normal", 12, SEED)).tolist() == GOLDEN_F32
+    g64 = _golden64_from_doc()
+    assert len(g64) == 6
+    assert bits(draw("normal", 6, SEED, dtype="float64")).tolist() == g64
+    assert bits(ref.normal(SEED, 0, 0, 6, "float64")).tolist() == g64
+
+
+def _random_cases(rng, count):
+    sizes = [0, 1, 2, 3, 4, 5, 7, 8, 63, 64, 65, 1000, 4099, (1 << 16) - 1, (1 << 16) + 3,
+             (1 << 17) + 5, 3 * (1 << 16) + 7]
+    offsets = lambda: rng.choice([0, 1, 2, 3, 5, rng.randrange(1 << 20), rng.randrange(U64),
+                                  U64 - rng.randrange(1, 9), (1 << 32) - 3])
+    for _ in range(count):
+        yield (rng.randrange(U64), rng.choice([0, 0, 1, rng.randrange(U64)]), offsets(),
+               rng.choice(sizes))
+
+
+KINDS = [("normal", d) for d in TORCH_DTYPES] + [("uniform", d) for d in TORCH_DTYPES] + [
+    ("words", "float32")]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kind,dtype", KINDS)
+def test_compiled_equals_reference(isa, kind, dtype, cpu_isa):
+    assert cpu_isa(isa)
+    rng = random.Random(hash((isa, kind, dtype)) & 0xFFFF)
+    for seed, stream, offset, n in _random_cases(rng, 12):
+        got = bits(draw(kind, n, seed, stream, offset, dtype))
+        want = ref_bits(kind, seed, stream, offset, n, dtype)
+        assert np.array_equal(got, want), (isa, kind, dtype, seed, stream, offset, n)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", list(TORCH_DTYPES))
+def test_thread_split_boundaries(isa, threads, dtype, cpu_isa, num_threads):
+    """Sizes around where requests split across threads; results never depend on threads."""
+    assert cpu_isa(isa)
+    num_threads(threads)
+    for n in [(1 << 16) * 2 - 1, (1 << 16) * 2, (1 << 16) * 2 + 1, (1 << 16) * 3 + 65]:
+        for offset in (0, 3):
+            got = bits(draw("normal", n, 11, 0, offset, dtype))
+            want = ref_bits("normal", 11, 0, offset, n, dtype)
+            assert np.array_equal(got, want), (n, offset)
+
+
+@pytest.mark.parametrize("dtype", list(TORCH_DTYPES))
+def test_concatenation_and_slicing(dtype):
+    dt = TORCH_DTYPES[dtype]
+    g = fastrand.Generator(5, offset=7)
+    parts = [fastrand.randn(k, generator=g, dtype=dt) for k in (1, 3, 6, 1000, 5)]
+    whole = fastrand.randn(1015, generator=fastrand.Generator(5, offset=7), dtype=dt)
+    assert np.array_equal(bits(torch.cat(parts)), bits(whole))
+    step = 2 if dtype == "float64" else 1
+    start = 8 if dtype == "float64" else 7  # float64 starts at the first even position
+    for a, b in [(0, 10), (3, 17), (500, 1015)]:
+        sl = fastrand.randn(b - a, generator=fastrand.Generator(5, offset=start + step * a),
+                            dtype=dt)
+        assert np.array_equal(bits(whole[a:b]), bits(sl)), (a, b)
+
+
+def test_offset_advance():
+    g = fastrand.Generator(1, offset=5)
+    fastrand.randn(10, generator=g)
+    assert g.get_offset() == 15
+    fastrand.randn(3, generator=g, dtype=torch.float64)  # starts at 16, two positions each
+    assert g.get_offset() == 22
+    fastrand.rand(2, generator=g, dtype=torch.float64)
+    assert g.get_offset() == 26
+    fastrand.random_words(4, generator=g)
+    assert g.get_offset() == 30
+    g.set_offset(U64 - 1)
+    fastrand.randn(3, generator=g, dtype=torch.float64)  # start wraps to 0
+    assert g.get_offset() == 6
+
+
+def test_wraparound_past_2_64():
+    n = 16
+    for kind, dtype in [("words", "float32"), ("normal", "float32"), ("normal", "float64")]:
+        got = bits(draw(kind, n, SEED, 3, U64 - 5, dtype))
+        assert np.array_equal(got, ref_bits(kind, SEED, 3, U64 - 5, n, dtype))
+    # word-level: the positions after 2^64 - 1 are positions 0, 1, ...
+    w = bits(draw("words", 8, SEED, 0, U64 - 4))
+    assert np.array_equal(w[4:], bits(draw("words", 4, SEED, 0, 0)))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_is_float32_rounded(dtype):
+    dt = TORCH_DTYPES[dtype]
+    n = 1 << 21
+    f32 = draw("normal", n, 77, 0, 1)
+    low = draw("normal", n, 77, 0, 1, dtype)
+    assert np.array_equal(bits(low), bits(f32.to(dt)))
+    if dtype == "float16":  # the draw must reach the subnormal halves for this to mean much
+        assert int((f32.abs() < 2.0 ** -14).sum()) > 50
+
+
+def test_flush_denormal_changes_nothing():
+    want = {d: bits(draw("normal", 1 << 17, 9, 0, 3, d)) for d in TORCH_DTYPES}
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        for d in TORCH_DTYPES:
+            assert np.array_equal(bits(draw("normal", 1 << 17, 9, 0, 3, d)), want[d])
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_one_and_two_threads_agree(num_threads):
+    out = []
+    for t in (1, 2):
+        num_threads(t)
+        out.append(bits(draw("normal", (1 << 20) + 17, 4, 1, 9)))
+    assert np.array_equal(out[0], out[1])
+
+
+def test_forced_isa_environment():
+    """FASTRAND_CPU_ISA=scalar forces the portable path in a fresh process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, FASTRAND_CPU_ISA="scalar")
+    code = "import json, fastrand; print(json.dumps(fastrand.build_info()))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert json.loads(out)["cpu_isa_selected"] == "scalar"
