@@ -40,6 +40,9 @@ std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream);
 // Evaluates a probe of math_probe.h over [first, first + count) on the GPU.
 std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t count, int device,
                             uintptr_t cuda_stream);
+// Selects one of the launch shapes (all bit-identical; for benchmarks). False if out of range.
+bool cuda_set_variant(int variant);
+int cuda_variant_count();
 // "sm_75,sm_80,...,compute_120": what this build holds.
 const char* cuda_archs();
 #endif

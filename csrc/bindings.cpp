@@ -120,6 +120,13 @@ PYBIND11_MODULE(_C, m) {
         py::arg("dtype"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
         py::arg("device"), py::arg("cuda_stream"),
         "Launch the fill kernel on cuda_stream of device (asynchronous).");
+  m.def(
+      "cuda_set_variant",
+      [](int v) {
+        if (!cuda_set_variant(v)) throw py::value_error("cuda_set_variant: no such variant");
+      },
+      py::arg("variant"), "Selects a launch shape (all give the same bits); for benchmarks.");
+  m.def("cuda_variant_count", &cuda_variant_count);
   m.def("probe_cuda", &probe_cuda, py::arg("which"), py::arg("ptr"), py::arg("first"),
         py::arg("count"), py::arg("device"), py::arg("cuda_stream"));
 #else

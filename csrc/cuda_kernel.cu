@@ -49,35 +49,43 @@ struct BlockStore<double, 2> {
 };
 
 // Slot s of the request is position start - (start & 3) + S * s; value i is slot head + i.
-template <class Op>
+// Idx is uint32_t when every slot index fits in 32 bits (cheaper index math), else uint64_t.
+// Each thread takes UNROLL consecutive blocks per step (independent work for the scheduler).
+template <class Op, class Idx, int UNROLL>
 __global__ void __launch_bounds__(THREADS)
-    fill_kernel(typename Op::T* __restrict__ out, uint64_t n, uint64_t start, uint64_t stream,
-                uint64_t seed, uint64_t nblocks, bool vector_ok) {
+    fill_kernel(typename Op::T* __restrict__ out, uint64_t n64, uint64_t start, uint64_t stream,
+                uint64_t seed, uint64_t nblocks64, bool vector_ok) {
   using T = typename Op::T;
   constexpr int P = Op::PER_BLOCK;
   constexpr uint64_t S = 4 / P;
   const RoundKeys rk = make_round_keys(seed);
-  const uint64_t head = (start & 3u) / S;
+  const Idx n = Idx(n64), nblocks = Idx(nblocks64);
+  const Idx head = Idx((start & 3u) / S);
   const uint64_t b_first = start >> 2;
   const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
-  const uint64_t step = uint64_t(gridDim.x) * THREADS;
-  for (uint64_t j = uint64_t(blockIdx.x) * THREADS + threadIdx.x; j < nblocks; j += step) {
-    const uint64_t b = (b_first + j) & BLOCK_MASK;
-    T v[P];
-    Op::eval(philox_rk(Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi}, rk), v);
-    const uint64_t slot0 = j * P;
-    if (head == 0 && slot0 + P <= n) {
-      if (vector_ok) {
-        BlockStore<T, P>::put(out + slot0, v);
+  const Idx step = Idx(gridDim.x) * THREADS * UNROLL;
+  for (Idx j0 = (Idx(blockIdx.x) * THREADS + threadIdx.x) * UNROLL; j0 < nblocks; j0 += step) {
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const Idx j = j0 + u;
+      if (UNROLL > 1 && j >= nblocks) break;
+      const uint64_t b = (b_first + j) & BLOCK_MASK;
+      T v[P];
+      Op::eval(philox_rk(Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi}, rk), v);
+      const Idx slot0 = j * P;
+      if (head == 0 && slot0 + P <= n) {
+        if (vector_ok) {
+          BlockStore<T, P>::put(out + slot0, v);
+        } else {
+#pragma unroll
+          for (int e = 0; e < P; ++e) out[slot0 + e] = v[e];
+        }
       } else {
 #pragma unroll
-        for (int e = 0; e < P; ++e) out[slot0 + e] = v[e];
-      }
-    } else {
-#pragma unroll
-      for (int e = 0; e < P; ++e) {
-        const uint64_t s = slot0 + e;
-        if (s >= head && s - head < n) out[s - head] = v[e];
+        for (int e = 0; e < P; ++e) {
+          const Idx s = slot0 + e;
+          if (s >= head && s - head < n) out[s - head] = v[e];
+        }
       }
     }
   }
@@ -114,10 +122,30 @@ struct DeviceGuard {
   }
 };
 
-unsigned grid_for(uint64_t work, int device) {
-  const uint64_t want = (work + THREADS - 1) / THREADS;
-  const uint64_t cap = uint64_t(sm_count(device)) * 16;
-  return unsigned(want < cap ? (want > 0 ? want : 1) : cap);
+// Launch shapes. Every variant computes the same blocks with the same code, so all give the
+// same bits; they differ only in how work is spread. Variant 0 is the default; the others exist
+// for the GPU benchmark (fastrand._C.cuda_set_variant) and are tested for identity.
+//   0: 32-bit indices where they fit, 2 blocks per thread step, grid capped at 16 CTAs per SM
+//   1: 64-bit indices, 1 block per thread step, grid capped at 16 CTAs per SM (plain kernel)
+//   2: 32-bit indices where they fit, 1 block per thread, one thread per block (no grid cap)
+//   3: 32-bit indices where they fit, 4 blocks per thread step, grid capped at 8 CTAs per SM
+constexpr int N_VARIANTS = 4;
+int g_variant = 0;
+
+unsigned grid_for(uint64_t work, int device, uint64_t ctas_per_sm) {
+  uint64_t want = (work + THREADS - 1) / THREADS;
+  if (want == 0) want = 1;
+  if (ctas_per_sm == 0) return unsigned(want < 0x7fffffffu ? want : 0x7fffffffu);
+  const uint64_t cap = uint64_t(sm_count(device)) * ctas_per_sm;
+  return unsigned(want < cap ? want : cap);
+}
+
+template <class Op, class Idx, int UNROLL>
+void launch_shape(const Request& r, int device, cudaStream_t st, uint64_t start, uint64_t nblocks,
+                  bool vector_ok, uint64_t ctas_per_sm) {
+  const uint64_t work = (nblocks + UNROLL - 1) / UNROLL;
+  fill_kernel<Op, Idx, UNROLL><<<grid_for(work, device, ctas_per_sm), THREADS, 0, st>>>(
+      static_cast<typename Op::T*>(r.out), r.n, start, r.stream, r.seed, nblocks, vector_ok);
 }
 
 template <class Op>
@@ -129,8 +157,19 @@ cudaError_t launch(const Request& r, int device, cudaStream_t st) {
   const uint64_t head = (start & 3u) / S;
   const uint64_t nblocks = (head + r.n + P - 1) / P;
   const bool vector_ok = (reinterpret_cast<uintptr_t>(r.out) % (sizeof(T) * P)) == 0;
-  fill_kernel<Op><<<grid_for(nblocks, device), THREADS, 0, st>>>(
-      static_cast<T*>(r.out), r.n, start, r.stream, r.seed, nblocks, vector_ok);
+  // 32-bit indices: every slot index, and a thread's index one grid step past the end (at most
+  // nblocks plus the grid), stays far below 2^32.
+  const bool narrow = nblocks * P < (uint64_t(1) << 30);
+  const int v = g_variant;
+  if (v == 1 || !narrow) {
+    launch_shape<Op, uint64_t, 1>(r, device, st, start, nblocks, vector_ok, 16);
+  } else if (v == 2) {
+    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_ok, 0);
+  } else if (v == 3) {
+    launch_shape<Op, uint32_t, 4>(r, device, st, start, nblocks, vector_ok, 8);
+  } else {
+    launch_shape<Op, uint32_t, 2>(r, device, st, start, nblocks, vector_ok, 16);
+  }
   return cudaGetLastError();
 }
 
@@ -162,12 +201,20 @@ std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t coun
   if (count == 0) return std::string();
   DeviceGuard guard(device);
   if (guard.err != cudaSuccess) return cudaGetErrorString(guard.err);
-  probe_kernel<<<grid_for(count, device), THREADS, 0, reinterpret_cast<cudaStream_t>(cuda_stream)>>>(
+  probe_kernel<<<grid_for(count, device, 16), THREADS, 0, reinterpret_cast<cudaStream_t>(cuda_stream)>>>(
       which, out, first, count);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? std::string() : std::string(cudaGetErrorString(err));
 }
 
 const char* cuda_archs() { return FASTRAND_CUDA_ARCHS; }
+
+bool cuda_set_variant(int variant) {
+  if (variant < 0 || variant >= N_VARIANTS) return false;
+  g_variant = variant;
+  return true;
+}
+
+int cuda_variant_count() { return N_VARIANTS; }
 
 }  // namespace fastrand

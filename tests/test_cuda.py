@@ -120,3 +120,21 @@ def test_cuda_launch_error_is_an_exception():
     with pytest.raises(RuntimeError):
         # a device index that does not exist makes the device guard fail
         _C.fill_cuda(1 << 20, 4, _C.KIND_NORMAL, _C.DT_FLOAT32, 0, 0, 0, 9999, 0)
+
+
+def test_every_launch_shape_gives_the_same_bits():
+    if not _C.CUDA:
+        pytest.skip("no CUDA kernel in this build")
+    cases = [(n, off) for n in (0, 1, 5, 4099, 1_000_003) for off in (0, 1, 2, 7)]
+    try:
+        for v in range(_C.cuda_variant_count()):
+            _C.cuda_set_variant(v)
+            for kind, dtype in KINDS:
+                for n, off in cases:
+                    gpu = draw(kind, n, 99, 5, off, dtype, device="cuda")
+                    cpu = draw(kind, n, 99, 5, off, dtype)
+                    assert np.array_equal(bits(gpu), bits(cpu)), (v, kind, dtype, n, off)
+        with pytest.raises(ValueError):
+            _C.cuda_set_variant(_C.cuda_variant_count())
+    finally:
+        _C.cuda_set_variant(0)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-shot check on a fresh GPU machine with no network (about 3-4 minutes on an H100/H200):
+# build the package with the CUDA kernel, run the whole test suite (CUDA tests included),
+# compare CPU and GPU exhaustively / at volume, run the GPU benchmark over every launch shape,
+# and print a short table last. Results (JSON, PNG, logs) go to $OUT (default bench-results/).
+#   FASTRAND_CUDA_ARCHS=90 bash benchmarks/device_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench-results}
+mkdir -p "$OUT"
+export FASTRAND_CUDA=1 FASTRAND_CUDA_ARCHS=${FASTRAND_CUDA_ARCHS:-90} PYTHONUNBUFFERED=1
+export FASTRAND_REQUIRE_CUDA_KERNEL=1
+PY=${PYTHON:-python3}
+declare -A RESULT
+
+step() {  # step NAME TIMEOUT_S COMMAND...
+  local name=$1 limit=$2; shift 2
+  echo "=== $name"
+  local t0=$SECONDS
+  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
+  local rc=${PIPESTATUS[0]}
+  RESULT[$name]="rc=$rc $((SECONDS - t0))s"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+step build 240 $PY -m pip install --no-build-isolation --no-deps -v .
+(cd /tmp && $PY -m fastrand info) | tee "$OUT/info.json"
+step tests 240 $PY -m pytest -q -x -p no:cacheprovider tests
+step exhaustive 200 $PY benchmarks/device_exhaustive.py --out "$OUT"
+step bench 200 $PY benchmarks/bench_gpu.py --out "$OUT"
+so=$($PY -c "import fastrand._C as c; print(c.__file__)" 2>/dev/null)
+if [ -n "$so" ] && command -v cuobjdump >/dev/null; then
+  cuobjdump -sass "$so" > "$OUT/sass.txt" 2>/dev/null
+  $PY benchmarks/sass_count.py "$OUT/sass.txt" | tee "$OUT/sass_counts.txt"
+fi
+
+echo
+echo "================ device check summary ================"
+for k in build tests exhaustive bench; do printf '%-12s %s\n' "$k" "${RESULT[$k]:-not run}"; done
+grep -E "passed|failed" "$OUT/tests.log" | tail -1
+grep -E "^EXHAUSTIVE" "$OUT/exhaustive.log" | tail -1
+sed -n '/^GPU summary/,$p' "$OUT/bench.log"
+[ -f "$OUT/sass_counts.txt" ] && head -4 "$OUT/sass_counts.txt"
