@@ -10,6 +10,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#endif
+
 #if defined(__FAST_MATH__)
 #error "fastrand stream math must not be compiled with -ffast-math / -Ofast"
 #endif
@@ -327,7 +332,11 @@ FR_HD void normals4_f32(Words4 w, float out[4]) {
 // ---------------------------------------------------------------------------------------------
 // float16 / bfloat16 rounding (spec section 4): round to nearest even, subnormals exact.
 // Inputs are finite here; larger magnitudes than the formats hold saturate to infinity.
+// On the GPU the hardware conversions are IEEE round-to-nearest-even too (same bits, tested).
 FR_HD uint16_t f32_to_f16_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __half_as_ushort(__float2half_rn(f));
+#else
   uint32_t x = bits_f(f);
   const uint32_t sign = (x >> 16) & 0x8000u;
   x &= 0x7fffffffu;
@@ -346,11 +355,16 @@ FR_HD uint16_t f32_to_f16_bits(float f) {
   const uint32_t half = 1u << (shift - 1u);
   q += (rem > half || (rem == half && (q & 1u))) ? 1u : 0u;
   return uint16_t(sign | q);
+#endif
 }
 
 FR_HD uint16_t f32_to_bf16_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+#else
   const uint32_t x = bits_f(f);
   return uint16_t((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ _WORD_DTYPES = (torch.int32,) + ((torch.uint32,) if hasattr(torch, "uint32") els
 _MAX_NUMEL = (1 << 63) - 1
 _CPU = torch.device("cpu")
 _HAS_CUDA_KERNEL = bool(_C.CUDA)
+_DT_FLOAT64 = _C.DT_FLOAT64
+_get_num_threads = torch.get_num_threads
+_CUDA_OK = []  # [True] once torch has reported CUDA available (it does not change after)
+_CUDA_DEVICES = {}  # index -> torch.device("cuda", index)
 
 try:  # the raw current-stream handle without building a torch.cuda.Stream object
     _raw_stream = torch._C._cuda_getCurrentRawStream
@@ -51,10 +55,16 @@ def _device_arg(device):
     else:
         raise TypeError(f"device: expected a torch.device, str or int, got {type(device).__name__}")
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {dev} requested but CUDA is not available to torch")
+        if not _CUDA_OK:
+            if not torch.cuda.is_available():
+                raise ValueError(f"device: {dev} requested but CUDA is not available to torch")
+            _CUDA_OK.append(True)
         if dev.index is None:  # the current device: resolved per call, never cached
-            return torch.device("cuda", torch.cuda.current_device())
+            index = torch.cuda.current_device()
+            cur = _CUDA_DEVICES.get(index)
+            if cur is None:
+                cur = _CUDA_DEVICES[index] = torch.device("cuda", index)
+            return cur
         if dev.index >= torch.cuda.device_count():
             raise ValueError(f"device: {dev} does not exist ({torch.cuda.device_count()} CUDA "
                              "devices)")
@@ -125,28 +135,31 @@ def _reserve(generator, n, two_words):
 
 # --------------------------------------------------------------------------------------------
 # kernels
-def _fill(out, kind, code, seed, stream, offset):
-    """Writes the stream into the contiguous tensor `out` (on any device)."""
-    n = out.numel()
+def _fill(out, n, dev, kind, code, seed, stream, offset):
+    """Writes n values of the stream into the contiguous tensor `out` on device `dev`."""
     if n == 0:
         return out
-    dev = out.device
-    if dev.type == "cpu":
-        _C.fill_cpu(out.data_ptr(), n, kind, code, seed, stream, offset, torch.get_num_threads())
-    elif dev.type == "cuda" and _HAS_CUDA_KERNEL:
-        _C.fill_cuda(out.data_ptr(), n, kind, code, seed, stream, offset, dev.index,
-                     _raw_stream(dev.index))
+    typ = dev.type
+    if typ == "cpu":
+        _C.fill_cpu(out.data_ptr(), n, kind, code, seed, stream, offset, _get_num_threads())
+    elif typ == "cuda" and _HAS_CUDA_KERNEL:
+        index = dev.index
+        _C.fill_cuda(out.data_ptr(), n, kind, code, seed, stream, offset, index,
+                     _raw_stream(index))
     else:  # no native kernel for this device: the same bits, generated on the CPU and copied
         host = torch.empty(out.shape, dtype=out.dtype)
-        _fill(host, kind, code, seed, stream, offset)
+        _fill(host, n, _CPU, kind, code, seed, stream, offset)
         out.copy_(host)
     return out
 
 
 def _draw(shape, generator, device, dtype, kind, code):
-    two_words = code == _C.DT_FLOAT64
+    two_words = code == _DT_FLOAT64
     out = torch.empty(shape, dtype=dtype, device=device)
-    n = out.numel()
+    n = math.prod(shape)
+    if type(generator) is Generator:  # the common case first
+        seed, stream, offset = generator._reserve(n, two_words)
+        return _fill(out, n, device, kind, code, seed, stream, offset)
     if isinstance(generator, (list, tuple)):
         if len(generator) == 1:
             generator = generator[0]
@@ -161,10 +174,10 @@ def _draw(shape, generator, device, dtype, kind, code):
             flat = out.view(-1)
             for i in range(shape[0]):
                 seed, stream, offset = _reserve(generator[i], row, two_words)
-                _fill(flat[i * row:(i + 1) * row], kind, code, seed, stream, offset)
+                _fill(flat[i * row:(i + 1) * row], row, device, kind, code, seed, stream, offset)
             return out
     seed, stream, offset = _reserve(generator, n, two_words)
-    return _fill(out, kind, code, seed, stream, offset)
+    return _fill(out, n, device, kind, code, seed, stream, offset)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,7 +193,8 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
     shape = _shape_arg(shape)
     device = _device_arg(device)
     dtype, code = _float_dtype_arg(dtype)
-    _layout_arg(layout)
+    if layout is not None:
+        _layout_arg(layout)
     return _draw(shape, generator, device, dtype, _NORMAL, code)
 
 

@@ -169,41 +169,70 @@ def _restore_generator(seed, stream, offset):
 
 
 class _TorchEntry:
-    __slots__ = ("seed", "offsets", "high")
+    __slots__ = ("seed", "last", "next", "high")
 
     def __init__(self, seed):
         self.seed = seed
-        self.offsets = OrderedDict()  # state fingerprint -> offset of the next draw
-        self.high = 0  # end of the furthest draw handed out (unbounded int)
+        self.last = None  # state fingerprint right after this tracker's last draw
+        self.next = 0  # offset where that draw ended
+        self.high = 0  # end of the furthest draw since the generator was last seen fresh
+
+
+class _GeneratorTable:
+    """Per-generator entries: weakly keyed where torch generators allow weak references
+    (torch >= 2.13), else keyed by identity with a reference held, the least recently used
+    forgotten beyond MAX_GENERATORS."""
+
+    MAX_GENERATORS = 4096
+
+    def __init__(self):
+        self._weak = weakref.WeakKeyDictionary()
+        self._strong = OrderedDict()  # id(g) -> (g, entry)
+
+    def get(self, g):
+        try:
+            return self._weak.get(g)
+        except TypeError:
+            item = self._strong.get(id(g))
+            if item is None:
+                return None
+            self._strong.move_to_end(id(g))
+            return item[1]
+
+    def put(self, g, entry):
+        try:
+            self._weak[g] = entry
+        except TypeError:
+            self._strong[id(g)] = (g, entry)
+            while len(self._strong) > self.MAX_GENERATORS:
+                self._strong.popitem(last=False)
 
 
 class _TorchTracker:
     """Reads a torch.Generator as (initial_seed(), stream 0, offset).
 
-    The offset is a function of the generator's state: a state never seen before is either the
-    state that manual_seed(initial_seed()) gives (offset 0) or one that torch's own ops reached
-    (offset = the end of the furthest draw so far, so nothing repeats). After each draw the
-    generator is advanced by a tiny amount, and the state it reaches is remembered with the
-    offset where the next draw continues. Reseeding returns to known states, so it replays the
-    same offsets.
+    Each draw advances the generator by a tiny amount (one 64-bit draw on the CPU, 4 Philox
+    offsets on CUDA, no kernel) and remembers the state it leaves behind. At the next draw:
+    the remembered state means nothing else touched the generator, so the draw continues where
+    the last one ended; the state manual_seed(initial_seed()) gives means the generator was
+    (re)seeded, so the draw starts at offset 0; any other state means torch's own ops used the
+    generator in between, so the draw starts past the furthest draw since the last seeding and
+    never repeats one.
     """
-
-    MAX_STATES = 4096  # remembered states per generator
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._entries = weakref.WeakKeyDictionary()
-        self._fresh = OrderedDict()  # (device, seed) -> fingerprint of manual_seed(seed)
+        self._table = _GeneratorTable()
+        self._fresh = OrderedDict()  # (device type, seed) -> fingerprint of manual_seed(seed)
 
     @staticmethod
     def _fingerprint(g):
-        st = g.get_state()
-        return hashlib.blake2b(st.numpy(), digest_size=16).digest()
+        return hashlib.blake2b(g.get_state().numpy(), digest_size=16).digest()
 
     def _fresh_fingerprint(self, g, seed):
         import torch
 
-        key = (str(g.device), seed)
+        key = (g.device.type, seed)
         fp = self._fresh.get(key)
         if fp is None:
             fresh = torch.Generator(device=g.device)
@@ -229,21 +258,22 @@ class _TorchTracker:
     def reserve(self, g, n, two_words):
         with self._lock:
             seed = g.initial_seed() % U64
-            ent = self._entries.get(g)
+            ent = self._table.get(g)
             if ent is None or ent.seed != seed:
                 ent = _TorchEntry(seed)
-                self._entries[g] = ent
+                self._table.put(g, ent)
             fp = self._fingerprint(g)
-            offset = ent.offsets.get(fp)
-            if offset is None:
-                offset = 0 if fp == self._fresh_fingerprint(g, seed) else ent.high
-                ent.offsets[fp] = offset
+            if ent.last is not None and fp == ent.last:
+                offset = ent.next
+            elif fp == self._fresh_fingerprint(g, seed):
+                offset = ent.high = 0
+            else:
+                offset = ent.high
             end = offset + (offset & 1 if two_words else 0) + (2 * n if two_words else n)
             self._advance(g)
-            ent.offsets[self._fingerprint(g)] = end
+            ent.last = self._fingerprint(g)
+            ent.next = end
             ent.high = max(ent.high, end)
-            while len(ent.offsets) > self.MAX_STATES:
-                ent.offsets.popitem(last=False)
             return seed, 0, offset % U64
 
 
