@@ -33,8 +33,9 @@ HOST_FLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fvi
               "-fPIC"]
 IS_X86 = platform.machine().lower() in ("x86_64", "amd64")
 ISA_FLAGS = {
-    "cpu_avx2.cpp": ["-mavx2", "-mfma"],
-    "cpu_avx512.cpp": ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl"],
+    "cpu_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
+    "cpu_avx512.cpp": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512dq", "-mavx512bw",
+                       "-mavx512vl"],
 }
 FORBIDDEN = ("-ffast-math", "-Ofast", "--use_fast_math", "-ffp-contract=fast")
 

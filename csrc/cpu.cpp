@@ -32,11 +32,11 @@ std::vector<Isa> available_isas() {
   v.push_back({"scalar", cpu_fill_piece_scalar});
 #if defined(FR_X86)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    v.push_back({"avx2", cpu_fill_piece_avx2});
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("fma"))
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (avx2) v.push_back({"avx2", cpu_fill_piece_avx2});
+  if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
     v.push_back({"avx512", cpu_fill_piece_avx512});
 #endif
   return v;

@@ -1,5 +1,6 @@
 // The CPU fill loop compiled for the avx512 path (flags in setup.py).
 #define FR_ISA_NS isa_avx512
+#define FR_SIMD 1
 #include "cpu_kernel.h"
 
 namespace fastrand {

@@ -6,6 +6,9 @@
 
 #include "backend.h"
 #include "fastrand_stream.h"
+#if defined(FR_SIMD)
+#include "cpu_simd.h"
+#endif
 
 #ifndef FR_ISA_NS
 #error "define FR_ISA_NS before including cpu_kernel.h"
@@ -14,6 +17,43 @@
 namespace fastrand {
 namespace FR_ISA_NS {
 using namespace v1;
+
+// Whole blocks b0 .. b0 + nfull - 1 into o (4 values each). The generic loop evaluates one
+// block per iteration; ops with 32-bit values on a SIMD build evaluate SimdLanes::WIDTH blocks
+// at once (one block per lane) and interleave the lanes into position order.
+template <class Op>
+inline void whole_blocks(typename Op::T* __restrict o, uint64_t b0, uint64_t nfull,
+                         uint32_t s_lo, uint32_t s_hi, const RoundKeys& rk) {
+  using T = typename Op::T;
+  constexpr int P = Op::PER_BLOCK;
+  uint64_t k = 0;
+#if defined(FR_HAVE_SIMD_LANES)
+  if constexpr (P == 4) {
+    using L = SimdLanes;
+    using U = L::U;
+    constexpr int W = L::WIDTH;
+    const U lane = L::iota();
+    for (; k + W <= nfull; k += W) {
+      const uint64_t b = (b0 + k) & BLOCK_MASK;
+      const U base = L::splat_u(uint32_t(b));
+      U x = base + lane;
+      // lanes whose low word wrapped carry into the high word (block indices wrap at 2^62)
+      U y = (L::splat_u(uint32_t(b >> 32)) - (U)(x < base)) & L::splat_u(0x3fffffffu);
+      U z = L::splat_u(s_lo), w = L::splat_u(s_hi);
+      philox_lanes<L>(x, y, z, w, rk);
+      U v[4];
+      Op::template eval_lanes<L>(x, y, z, w, v);
+      L::store_blocks(o + k * 4, v);
+    }
+  }
+#endif
+  for (; k < nfull; ++k) {
+    const uint64_t b = (b0 + k) & BLOCK_MASK;
+    T v[P];
+    Op::eval(philox_rk(Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi}, rk), v);
+    for (int j = 0; j < P; ++j) o[k * P + j] = v[j];
+  }
+}
 
 // Values [0, n) of a request whose first value sits at position `start` (positions advance by
 // 4 / PER_BLOCK per value).
@@ -35,17 +75,7 @@ void fill_range(typename Op::T* __restrict out, uint64_t n, uint64_t start, uint
   // Whole blocks.
   const uint64_t b0 = (start + S * i) >> 2;
   const uint64_t nfull = (n - i) / P;
-  T* __restrict o = out + i;
-  const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC ivdep
-#endif
-  for (uint64_t k = 0; k < nfull; ++k) {
-    const uint64_t b = (b0 + k) & BLOCK_MASK;
-    T v[P];
-    Op::eval(philox_rk(Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi}, rk), v);
-    for (int j = 0; j < P; ++j) o[k * P + j] = v[j];
-  }
+  whole_blocks<Op>(out + i, b0, nfull, uint32_t(stream), uint32_t(stream >> 32), rk);
   i += nfull * P;
   // Tail: the start of one more block.
   if (i < n) {

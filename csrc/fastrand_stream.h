@@ -74,37 +74,26 @@ FR_HD void mulhilo32(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
 #endif
 }
 
-FR_HD Words4 philox_round(Words4 c, uint32_t k0, uint32_t k1) {
-  uint32_t hi0, lo0, hi1, lo1;
-  mulhilo32(PHILOX_M0, c.x, hi0, lo0);
-  mulhilo32(PHILOX_M1, c.z, hi1, lo1);
-  return Words4{hi1 ^ c.y ^ k0, lo1, hi0 ^ c.w ^ k1, lo0};
-}
-
-FR_HD Words4 philox_rk(Words4 c, const RoundKeys& rk) {
+// Philox4x32-10 on lanes of counters (L: a lane type, see ScalarLanes); the scalar engine
+// below is this with one lane.
+template <class L>
+FR_HD void philox_lanes(typename L::U& x, typename L::U& y, typename L::U& z, typename L::U& w,
+                        const RoundKeys& rk) {
+  using U = typename L::U;
 #if defined(__CUDACC__)
 #pragma unroll
 #endif
-  for (int r = 0; r < PHILOX_ROUNDS; ++r) c = philox_round(c, rk.k0[r], rk.k1[r]);
-  return c;
-}
-
-// Plain Philox4x32-10 with a two-word key (used for the known-answer tests).
-FR_HD Words4 philox(Words4 c, uint32_t k0, uint32_t k1) {
-  c = philox_round(c, k0, k1);
-  for (int r = 1; r < PHILOX_ROUNDS; ++r) {
-    k0 += PHILOX_W0;
-    k1 += PHILOX_W1;
-    c = philox_round(c, k0, k1);
+  for (int r = 0; r < PHILOX_ROUNDS; ++r) {
+    U hi0, lo0, hi1, lo1;
+    L::mulhilo(PHILOX_M0, x, hi0, lo0);
+    L::mulhilo(PHILOX_M1, z, hi1, lo1);
+    const U nx = hi1 ^ y ^ L::splat_u(rk.k0[r]);
+    const U nz = hi0 ^ w ^ L::splat_u(rk.k1[r]);
+    x = nx;
+    y = lo1;
+    z = nz;
+    w = lo0;
   }
-  return c;
-}
-
-// The four words of block b of a stream (spec section 2).
-FR_HD Words4 block_words(uint64_t block, uint64_t stream, const RoundKeys& rk) {
-  return philox_rk(Words4{uint32_t(block), uint32_t(block >> 32), uint32_t(stream),
-                          uint32_t(stream >> 32)},
-                   rk);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,13 +138,6 @@ FR_HD float f_sqrt(float a) {
 FR_HD float f_from_u32(uint32_t v) {  // correctly rounded conversion
 #if defined(__CUDA_ARCH__)
   return __uint2float_rn(v);
-#else
-  return float(v);
-#endif
-}
-FR_HD float f_from_i32(int32_t v) {  // |v| < 2^24 here: exact
-#if defined(__CUDA_ARCH__)
-  return __int2float_rn(v);
 #else
   return float(v);
 #endif
@@ -260,112 +242,185 @@ constexpr uint32_t S0 = 0xb94ca1f9u, S1 = 0x3c08839eu, S2 = 0xbe2aaaa3u, C0 = 0x
 constexpr uint32_t SIGN = 0x80000000u;
 }  // namespace c32
 
-// logC (Cephes logf polynomial), v positive and normal.
-FR_HD float log_c(float v) {
-  using namespace c32;
-  const uint32_t b = bits_f(v);
-  int32_t e = int32_t((b >> 23) & 0xffu) - 126;
-  const float m = f_bits((b & 0x807fffffu) | 0x3f000000u);
-  const bool low = m < f_bits(SQRTHF);
-  e -= low ? 1 : 0;
-  const float x = f_sub(low ? f_add(m, m) : m, 1.0f);
-  float y = f_bits(P0);
-  y = f_fma(y, x, f_bits(P1));
-  y = f_fma(y, x, f_bits(P2));
-  y = f_fma(y, x, f_bits(P3));
-  y = f_fma(y, x, f_bits(P4));
-  y = f_fma(y, x, f_bits(P5));
-  y = f_fma(y, x, f_bits(P6));
-  y = f_fma(y, x, f_bits(P7));
-  y = f_fma(y, x, f_bits(P8));
-  const float z = f_mul(x, x);
-  y = f_mul(f_mul(y, x), z);
-  const float fe = f_from_i32(e);
-  y = f_fma(fe, f_bits(Q1), y);
-  y = f_fma(z, -0.5f, y);
-  const float t = f_add(x, y);
-  return f_fma(fe, f_bits(Q2), t);
+// The float32 math is written once over a lane type L: ScalarLanes (one value; host and
+// device) here, SIMD lanes in the CPU kernels (cpu_simd.h). L provides F (binary32 lanes),
+// U (uint32 lanes), M (lane masks) and exactly rounded operations on them.
+struct ScalarLanes {
+  using F = float;
+  using U = uint32_t;
+  using M = bool;
+  FR_HD static F mul(F a, F b) { return f_mul(a, b); }
+  FR_HD static F add(F a, F b) { return f_add(a, b); }
+  FR_HD static F sub(F a, F b) { return f_sub(a, b); }
+  FR_HD static F fma(F a, F b, F c) { return f_fma(a, b, c); }
+  FR_HD static F sqrt(F a) { return f_sqrt(a); }
+  FR_HD static F cvt_u32(U v) { return f_from_u32(v); }   // correctly rounded
+  FR_HD static F cvt_small(U v) { return f_from_u32(v); } // v < 2^24: exact
+  FR_HD static U as_u(F f) { return bits_f(f); }
+  FR_HD static F as_f(U u) { return f_bits(u); }
+  FR_HD static F splat(float c) { return c; }
+  FR_HD static U splat_u(uint32_t c) { return c; }
+  FR_HD static M lt(F a, F b) { return a < b; }
+  FR_HD static M ugt(U a, U b) { return a > b; }
+  FR_HD static M uge(U a, U b) { return a >= b; }
+  FR_HD static M ne(M a, M b) { return a != b; }
+  FR_HD static M bit(U a, uint32_t mask) { return (a & mask) != 0u; }
+  FR_HD static F sel(M m, F a, F b) { return m ? a : b; }
+  FR_HD static U sel_u(M m, U a, U b) { return m ? a : b; }
+  FR_HD static void mulhilo(uint32_t m, U a, U& hi, U& lo) { mulhilo32(m, a, hi, lo); }
+  FR_HD static U f16_bits(F f);   // float16 bits, defined below
+  FR_HD static U bf16_bits(F f);  // bfloat16 bits, defined below
+};
+
+FR_HD Words4 philox_rk(Words4 c, const RoundKeys& rk) {
+  philox_lanes<ScalarLanes>(c.x, c.y, c.z, c.w, rk);
+  return c;
 }
 
-FR_HD float radius32(uint32_t w0) {
-  const float u = f_add(f_mul(f_from_u32(w0), 0x1p-32f), 0x1p-33f);
-  return f_sqrt(f_mul(-2.0f, log_c(u)));
+// Plain Philox4x32-10 with a two-word key (used for the known-answer tests).
+FR_HD Words4 philox(Words4 c, uint32_t k0, uint32_t k1) {
+  return philox_rk(c, make_round_keys((uint64_t(k1) << 32) | k0));
+}
+
+// The four words of block b of a stream (spec section 2).
+FR_HD Words4 block_words(uint64_t block, uint64_t stream, const RoundKeys& rk) {
+  return philox_rk(Words4{uint32_t(block), uint32_t(block >> 32), uint32_t(stream),
+                          uint32_t(stream >> 32)},
+                   rk);
+}
+
+// logC (Cephes logf polynomial), v positive and normal.
+template <class L>
+FR_HD typename L::F log_c_t(typename L::F v) {
+  using namespace c32;
+  using F = typename L::F;
+  using U = typename L::U;
+  const U b = L::as_u(v);
+  const U field = (b >> 23) & L::splat_u(0xffu);
+  const F m = L::as_f((b & L::splat_u(0x807fffffu)) | L::splat_u(0x3f000000u));
+  const typename L::M low = L::lt(m, L::splat(f_bits(SQRTHF)));
+  // e = field - 126 (- 1 when low); every value here is a small integer, exact in binary32.
+  const F fe = L::sub(L::cvt_small(field), L::sel(low, L::splat(127.0f), L::splat(126.0f)));
+  const F x = L::sub(L::sel(low, L::add(m, m), m), L::splat(1.0f));
+  F y = L::splat(f_bits(P0));
+  y = L::fma(y, x, L::splat(f_bits(P1)));
+  y = L::fma(y, x, L::splat(f_bits(P2)));
+  y = L::fma(y, x, L::splat(f_bits(P3)));
+  y = L::fma(y, x, L::splat(f_bits(P4)));
+  y = L::fma(y, x, L::splat(f_bits(P5)));
+  y = L::fma(y, x, L::splat(f_bits(P6)));
+  y = L::fma(y, x, L::splat(f_bits(P7)));
+  y = L::fma(y, x, L::splat(f_bits(P8)));
+  const F z = L::mul(x, x);
+  y = L::mul(L::mul(y, x), z);
+  y = L::fma(fe, L::splat(f_bits(Q1)), y);
+  y = L::fma(z, L::splat(-0.5f), y);
+  const F t = L::add(x, y);
+  return L::fma(fe, L::splat(f_bits(Q2)), t);
+}
+
+template <class L>
+FR_HD typename L::F radius32_t(typename L::U w0) {
+  const typename L::F u =
+      L::add(L::mul(L::cvt_u32(w0), L::splat(0x1p-32f)), L::splat(0x1p-33f));
+  return L::sqrt(L::mul(L::splat(-2.0f), log_c_t<L>(u)));
 }
 
 // sin and cos of the angle encoded by w1, integer quadrant reduction.
-FR_HD void angle32(uint32_t w1, float& sin_out, float& cos_out) {
+template <class L>
+FR_HD void angle32_t(typename L::U w1, typename L::F& sin_out, typename L::F& cos_out) {
   using namespace c32;
-  const uint32_t q = w1 >> 30;
-  uint32_t t = (w1 >> 6) & 0xffffffu;
-  const bool mirror = t > 0x800000u;
-  t = mirror ? 0x1000000u - t : t;
-  const float a = f_mul(f_from_u32(t), f_bits(HALF_PI_2M24));
-  const float z = f_mul(a, a);
-  float ps = f_fma(f_bits(S0), z, f_bits(S1));
-  ps = f_fma(ps, z, f_bits(S2));
-  const float s = f_fma(f_mul(ps, z), a, a);
-  float pc = f_fma(f_bits(C0), z, f_bits(C1));
-  pc = f_fma(pc, z, f_bits(C2));
-  const float c = f_add(f_fma(z, -0.5f, f_mul(f_mul(pc, z), z)), 1.0f);
-  // mirror swaps sine and cosine, and so do odd quadrants.
-  const bool swap = mirror != bool(q & 1u);
-  const uint32_t sin_mag = bits_f(swap ? c : s);
-  const uint32_t cos_mag = bits_f(swap ? s : c);
-  // sin is negated in quadrants 2, 3; cos in quadrants 1, 2.
-  sin_out = f_bits(sin_mag ^ ((q >> 1) << 31));
-  cos_out = f_bits(cos_mag ^ ((((q + 1u) >> 1) & 1u) << 31));
+  using F = typename L::F;
+  using U = typename L::U;
+  U t = (w1 >> 6) & L::splat_u(0xffffffu);
+  const typename L::M mirror = L::ugt(t, L::splat_u(0x800000u));
+  t = L::sel_u(mirror, L::splat_u(0x1000000u) - t, t);
+  const F a = L::mul(L::cvt_small(t), L::splat(f_bits(HALF_PI_2M24)));
+  const F z = L::mul(a, a);
+  F ps = L::fma(L::splat(f_bits(S0)), z, L::splat(f_bits(S1)));
+  ps = L::fma(ps, z, L::splat(f_bits(S2)));
+  const F s = L::fma(L::mul(ps, z), a, a);
+  F pc = L::fma(L::splat(f_bits(C0)), z, L::splat(f_bits(C1)));
+  pc = L::fma(pc, z, L::splat(f_bits(C2)));
+  const F c = L::add(L::fma(z, L::splat(-0.5f), L::mul(L::mul(pc, z), z)), L::splat(1.0f));
+  // The quadrant q = w1 >> 30. Mirroring swaps sine and cosine, and so do odd quadrants;
+  // sin is negated in quadrants 2, 3 (bit 31 of w1), cos in quadrants 1, 2 (bit 31 ^ bit 30).
+  const typename L::M swap = L::ne(mirror, L::bit(w1, 0x40000000u));
+  const U sin_sign = w1 & L::splat_u(0x80000000u);
+  const U cos_sign = (w1 ^ (w1 << 1)) & L::splat_u(0x80000000u);
+  sin_out = L::as_f(L::as_u(L::sel(swap, c, s)) ^ sin_sign);
+  cos_out = L::as_f(L::as_u(L::sel(swap, s, c)) ^ cos_sign);
 }
 
 // A block's four float32 normals: [r0 sin0, r0 cos0, r1 sin1, r1 cos1].
+template <class L>
+FR_HD void normals4_t(typename L::U w0, typename L::U w1, typename L::U w2, typename L::U w3,
+                      typename L::F out[4]) {
+  typename L::F s0, c0, s1, c1;
+  const typename L::F r0 = radius32_t<L>(w0);
+  angle32_t<L>(w1, s0, c0);
+  const typename L::F r1 = radius32_t<L>(w2);
+  angle32_t<L>(w3, s1, c1);
+  out[0] = L::mul(r0, s0);
+  out[1] = L::mul(r0, c0);
+  out[2] = L::mul(r1, s1);
+  out[3] = L::mul(r1, c1);
+}
+
+FR_HD float log_c(float v) { return log_c_t<ScalarLanes>(v); }
+FR_HD float radius32(uint32_t w0) { return radius32_t<ScalarLanes>(w0); }
+FR_HD void angle32(uint32_t w1, float& s, float& c) { angle32_t<ScalarLanes>(w1, s, c); }
 FR_HD void normals4_f32(Words4 w, float out[4]) {
-  float s0, c0, s1, c1;
-  const float r0 = radius32(w.x);
-  angle32(w.y, s0, c0);
-  const float r1 = radius32(w.z);
-  angle32(w.w, s1, c1);
-  out[0] = f_mul(r0, s0);
-  out[1] = f_mul(r0, c0);
-  out[2] = f_mul(r1, s1);
-  out[3] = f_mul(r1, c1);
+  normals4_t<ScalarLanes>(w.x, w.y, w.z, w.w, out);
 }
 
 // ---------------------------------------------------------------------------------------------
-// float16 / bfloat16 rounding (spec section 4): round to nearest even, subnormals exact.
-// Inputs are finite here; larger magnitudes than the formats hold saturate to infinity.
+// float16 / bfloat16 rounding (spec section 4): round to nearest even, subnormals exact. Inputs
+// are finite and never binary32-subnormal here; magnitudes past the format saturate to infinity.
+// Results are the 16-bit patterns in 32-bit lanes.
+template <class L>
+FR_HD typename L::U f16_bits_t(typename L::F f) {
+  using U = typename L::U;
+  const U b = L::as_u(f);
+  const U sign = (b >> 16) & L::splat_u(0x8000u);
+  const U x = b & L::splat_u(0x7fffffffu);
+  // normal halves: round the 13 dropped bits to nearest even, rebias the exponent
+  const U normal = ((x + L::splat_u(0xfffu) + ((x >> 13) & L::splat_u(1u))) -
+                    L::splat_u(0x38000000u)) >> 13;
+  // below 2^-14: adding 0.5 leaves binary32 steps of 2^-24, the subnormal half's unit, so the
+  // sum's low bits are the half rounded to nearest even (a result of 0x400 is 2^-14, normal)
+  const U sub = L::as_u(L::add(L::as_f(x), L::splat(0.5f))) - L::splat_u(0x3f000000u);
+  U h = L::sel_u(L::uge(x, L::splat_u(0x38800000u)), normal, sub);
+  h = L::sel_u(L::uge(x, L::splat_u(0x477ff000u)), L::splat_u(0x7c00u), h);
+  return sign | h;
+}
+
+template <class L>
+FR_HD typename L::U bf16_bits_t(typename L::F f) {
+  const typename L::U x = L::as_u(f);
+  return (x + L::splat_u(0x7fffu) + ((x >> 16) & L::splat_u(1u))) >> 16;
+}
+
 // On the GPU the hardware conversions are IEEE round-to-nearest-even too (same bits, tested).
 FR_HD uint16_t f32_to_f16_bits(float f) {
 #if defined(__CUDA_ARCH__)
   return __half_as_ushort(__float2half_rn(f));
 #else
-  uint32_t x = bits_f(f);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  x &= 0x7fffffffu;
-  if (x >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to infinity
-  if (x >= 0x38800000u) {                                  // normal half
-    x += 0xfffu + ((x >> 13) & 1u);
-    return uint16_t(sign | ((x - 0x38000000u) >> 13));
-  }
-  if (x <= 0x33000000u) return uint16_t(sign);  // |f| <= 2^-25 rounds to zero (ties to even)
-  // subnormal half: value = mant * 2^(e-150), result in units of 2^-24.
-  const uint32_t e = x >> 23;                           // 102..112
-  const uint32_t mant = (x & 0x7fffffu) | 0x800000u;
-  const uint32_t shift = 126u - e;                      // 14..24
-  uint32_t q = mant >> shift;
-  const uint32_t rem = mant & ((1u << shift) - 1u);
-  const uint32_t half = 1u << (shift - 1u);
-  q += (rem > half || (rem == half && (q & 1u))) ? 1u : 0u;
-  return uint16_t(sign | q);
+  return uint16_t(f16_bits_t<ScalarLanes>(f));
 #endif
 }
+
 
 FR_HD uint16_t f32_to_bf16_bits(float f) {
 #if defined(__CUDA_ARCH__)
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 #else
-  const uint32_t x = bits_f(f);
-  return uint16_t((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+  return uint16_t(bf16_bits_t<ScalarLanes>(f));
 #endif
 }
+
+FR_HD uint32_t ScalarLanes::f16_bits(float f) { return f32_to_f16_bits(f); }
+FR_HD uint32_t ScalarLanes::bf16_bits(float f) { return f32_to_bf16_bits(f); }
 
 // ---------------------------------------------------------------------------------------------
 // float64 normals (docs/noise-stream.md section 5)
@@ -454,12 +509,17 @@ FR_HD void normals2_f64(Words4 w, double out[2]) {
 
 // ---------------------------------------------------------------------------------------------
 // Uniforms (spec section 6); each conversion is exact.
-FR_HD float uniform_f32(uint32_t w) { return f_mul(f_from_u32(w >> 8), 0x1p-24f); }
-FR_HD uint16_t uniform_f16_bits(uint32_t w) {
-  return f32_to_f16_bits(f_mul(f_from_u32(w >> 21), 0x1p-11f));
+template <class L>
+FR_HD typename L::F uniform_f32_t(typename L::U w) {
+  return L::mul(L::cvt_small(w >> 8), L::splat(0x1p-24f));
 }
-FR_HD uint16_t uniform_bf16_bits(uint32_t w) {
-  return f32_to_bf16_bits(f_mul(f_from_u32(w >> 24), 0x1p-8f));
+template <class L>
+FR_HD typename L::U uniform_f16_bits_t(typename L::U w) {
+  return f16_bits_t<L>(L::mul(L::cvt_small(w >> 21), L::splat(0x1p-11f)));
+}
+template <class L>
+FR_HD typename L::U uniform_bf16_bits_t(typename L::U w) {
+  return bf16_bits_t<L>(L::mul(L::cvt_small(w >> 24), L::splat(0x1p-8f)));
 }
 FR_HD double uniform_f64(uint32_t w0, uint32_t w1) {
   return d_mul(d_from_u64((uint64_t(w0) << 21) | (w1 >> 11)), 0x1p-53);
@@ -470,30 +530,91 @@ FR_HD double uniform_f64(uint32_t w0, uint32_t w1) {
 // that block contributes, in position order. Ops with 4 values per block place value i of a
 // request at position offset + i; ops with 2 values per block (float64) at start + 2i with
 // start the first even position at or after the offset.
+//   eval:       one block, scalar (host and device)
+//   eval_lanes: one block per lane (ops with 32-bit values; the CPU's SIMD paths), giving the
+//               bit patterns of the 4 values in 32-bit lanes
 enum Kind : int { KIND_NORMAL = 0, KIND_UNIFORM = 1, KIND_WORDS = 2 };
 enum DType : int { DT_FLOAT32 = 0, DT_FLOAT16 = 1, DT_BFLOAT16 = 2, DT_FLOAT64 = 3, DT_UINT32 = 4 };
 
-struct NormalF32 {
-  using T = float;
-  static constexpr int PER_BLOCK = 4;
-  FR_HD static void eval(Words4 w, T out[4]) { normals4_f32(w, out); }
-};
-struct NormalF16 {
-  using T = uint16_t;
+template <class Derived, class TT>
+struct Op32 {
+  using T = TT;
   static constexpr int PER_BLOCK = 4;
   FR_HD static void eval(Words4 w, T out[4]) {
-    float f[4];
-    normals4_f32(w, f);
-    for (int j = 0; j < 4; ++j) out[j] = f32_to_f16_bits(f[j]);
+    uint32_t v[4];
+    Derived::template eval_lanes<ScalarLanes>(w.x, w.y, w.z, w.w, v);
+    for (int j = 0; j < 4; ++j) out[j] = from_bits(v[j]);
+  }
+  FR_HD static T from_bits(uint32_t b) {
+    if constexpr (sizeof(T) == 2) {
+      return T(b);
+    } else {
+      T t;
+      memcpy(&t, &b, 4);
+      return t;
+    }
   }
 };
-struct NormalBF16 {
-  using T = uint16_t;
-  static constexpr int PER_BLOCK = 4;
-  FR_HD static void eval(Words4 w, T out[4]) {
-    float f[4];
-    normals4_f32(w, f);
-    for (int j = 0; j < 4; ++j) out[j] = f32_to_bf16_bits(f[j]);
+
+struct NormalF32 : Op32<NormalF32, float> {
+  FR_HD static void eval(Words4 w, float out[4]) { normals4_f32(w, out); }
+  template <class L, class U>
+  FR_HD static void eval_lanes(U w0, U w1, U w2, U w3, U out[4]) {
+    typename L::F f[4];
+    normals4_t<L>(w0, w1, w2, w3, f);
+    for (int j = 0; j < 4; ++j) out[j] = L::as_u(f[j]);
+  }
+};
+struct NormalF16 : Op32<NormalF16, uint16_t> {
+  template <class L, class U>
+  FR_HD static void eval_lanes(U w0, U w1, U w2, U w3, U out[4]) {
+    typename L::F f[4];
+    normals4_t<L>(w0, w1, w2, w3, f);
+    for (int j = 0; j < 4; ++j) out[j] = L::f16_bits(f[j]);
+  }
+};
+struct NormalBF16 : Op32<NormalBF16, uint16_t> {
+  template <class L, class U>
+  FR_HD static void eval_lanes(U w0, U w1, U w2, U w3, U out[4]) {
+    typename L::F f[4];
+    normals4_t<L>(w0, w1, w2, w3, f);
+    for (int j = 0; j < 4; ++j) out[j] = L::bf16_bits(f[j]);
+  }
+};
+struct UniformF32 : Op32<UniformF32, float> {
+  template <class L, class U>
+  FR_HD static void eval_lanes(U w0, U w1, U w2, U w3, U out[4]) {
+    out[0] = L::as_u(uniform_f32_t<L>(w0));
+    out[1] = L::as_u(uniform_f32_t<L>(w1));
+    out[2] = L::as_u(uniform_f32_t<L>(w2));
+    out[3] = L::as_u(uniform_f32_t<L>(w3));
+  }
+};
+struct UniformF16 : Op32<UniformF16, uint16_t> {
+  template <class L, class U>
+  FR_HD static void eval_lanes(U w0, U w1, U w2, U w3, U out[4]) {
+    out[0] = uniform_f16_bits_t<L>(w0);
+    out[1] = uniform_f16_bits_t<L>(w1);
+    out[2] = uniform_f16_bits_t<L>(w2);
+    out[3] = uniform_f16_bits_t<L>(w3);
+  }
+};
+struct UniformBF16 : Op32<UniformBF16, uint16_t> {
+  template <class L, class U>
+  FR_HD static void eval_lanes(U w0, U w1, U w2, U w3, U out[4]) {
+    out[0] = uniform_bf16_bits_t<L>(w0);
+    out[1] = uniform_bf16_bits_t<L>(w1);
+    out[2] = uniform_bf16_bits_t<L>(w2);
+    out[3] = uniform_bf16_bits_t<L>(w3);
+  }
+};
+struct RawWords : Op32<RawWords, uint32_t> {
+  template <class L, class U>
+  FR_HD static void eval_lanes(U w0, U w1, U w2, U w3, U out[4]) {
+    out[0] = w0;
+    out[1] = w1;
+    out[2] = w2;
+    out[3] = w3;
   }
 };
 struct NormalF64 {
@@ -501,52 +622,12 @@ struct NormalF64 {
   static constexpr int PER_BLOCK = 2;
   FR_HD static void eval(Words4 w, T out[2]) { normals2_f64(w, out); }
 };
-struct UniformF32 {
-  using T = float;
-  static constexpr int PER_BLOCK = 4;
-  FR_HD static void eval(Words4 w, T out[4]) {
-    out[0] = uniform_f32(w.x);
-    out[1] = uniform_f32(w.y);
-    out[2] = uniform_f32(w.z);
-    out[3] = uniform_f32(w.w);
-  }
-};
-struct UniformF16 {
-  using T = uint16_t;
-  static constexpr int PER_BLOCK = 4;
-  FR_HD static void eval(Words4 w, T out[4]) {
-    out[0] = uniform_f16_bits(w.x);
-    out[1] = uniform_f16_bits(w.y);
-    out[2] = uniform_f16_bits(w.z);
-    out[3] = uniform_f16_bits(w.w);
-  }
-};
-struct UniformBF16 {
-  using T = uint16_t;
-  static constexpr int PER_BLOCK = 4;
-  FR_HD static void eval(Words4 w, T out[4]) {
-    out[0] = uniform_bf16_bits(w.x);
-    out[1] = uniform_bf16_bits(w.y);
-    out[2] = uniform_bf16_bits(w.z);
-    out[3] = uniform_bf16_bits(w.w);
-  }
-};
 struct UniformF64 {
   using T = double;
   static constexpr int PER_BLOCK = 2;
   FR_HD static void eval(Words4 w, T out[2]) {
     out[0] = uniform_f64(w.x, w.y);
     out[1] = uniform_f64(w.z, w.w);
-  }
-};
-struct RawWords {
-  using T = uint32_t;
-  static constexpr int PER_BLOCK = 4;
-  FR_HD static void eval(Words4 w, T out[4]) {
-    out[0] = w.x;
-    out[1] = w.y;
-    out[2] = w.z;
-    out[3] = w.w;
   }
 };
 

@@ -1,0 +1,146 @@
+// SIMD lane types for the CPU kernels: the stream math of fastrand_stream.h evaluated on 8
+// (AVX2+FMA) or 16 (AVX-512) Philox blocks at once. Only exactly rounded IEEE lane operations:
+// +, -, * on GCC vector types (never contracted: -ffp-contract=off), vfmadd for the spec's
+// fused steps, vsqrtps, and exact or correctly rounded conversions. Included by the per-ISA
+// translation units compiled with the matching -m flags.
+#pragma once
+
+#include <immintrin.h>
+#include <stdint.h>
+
+namespace fastrand {
+namespace v1 {
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__FMA__)
+#define FR_HAVE_SIMD_LANES 1
+struct SimdLanes {
+  static constexpr int WIDTH = 16;
+  typedef float F __attribute__((vector_size(64)));
+  typedef uint32_t U __attribute__((vector_size(64)));
+  typedef int32_t M __attribute__((vector_size(64)));
+
+  static F mul(F a, F b) { return a * b; }
+  static F add(F a, F b) { return a + b; }
+  static F sub(F a, F b) { return a - b; }
+  static F fma(F a, F b, F c) { return (F)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c); }
+  static F sqrt(F a) { return (F)_mm512_sqrt_ps((__m512)a); }
+  static F cvt_u32(U v) { return (F)_mm512_cvtepu32_ps((__m512i)v); }  // correctly rounded
+  static F cvt_small(U v) { return (F)_mm512_cvtepi32_ps((__m512i)v); }
+  static U as_u(F f) { return (U)f; }
+  static F as_f(U u) { return (F)u; }
+  static F splat(float c) { return (F)_mm512_set1_ps(c); }
+  static U splat_u(uint32_t c) { return (U)_mm512_set1_epi32(int(c)); }
+  static U iota() {
+    return (U)_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  }
+  static M lt(F a, F b) { return a < b; }
+  static M ugt(U a, U b) { return a > b; }
+  static M uge(U a, U b) { return a >= b; }
+  static M ne(M a, M b) { return a ^ b; }
+  static M bit(U a, uint32_t mask) { return (a & splat_u(mask)) != 0; }
+  static F sel(M m, F a, F b) { return m ? a : b; }
+  static U sel_u(M m, U a, U b) { return m ? a : b; }
+  static void mulhilo(uint32_t m, U a, U& hi, U& lo) {
+    const __m512i mm = _mm512_set1_epi32(int(m));
+    const __m512i even = _mm512_mul_epu32((__m512i)a, mm);
+    const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64((__m512i)a, 32), mm);
+    lo = (U)_mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    hi = (U)_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+  }
+  static U f16_bits(F f) {  // IEEE round to nearest even, subnormals exact
+    return (U)_mm512_cvtepu16_epi32(
+        _mm512_cvtps_ph((__m512)f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  static U bf16_bits(F f) { return bf16_bits_t<SimdLanes>(f); }
+  // Writes W blocks' values in position order: dst[4e + j] = v[j] lane e (a 4 x 16 transpose).
+  template <class T>
+  static void store_blocks(T* dst, const U v[4]) {
+    const __m512 a = (__m512)v[0], b = (__m512)v[1], c = (__m512)v[2], d = (__m512)v[3];
+    const __m512 t0 = _mm512_unpacklo_ps(a, b), t1 = _mm512_unpackhi_ps(a, b);
+    const __m512 t2 = _mm512_unpacklo_ps(c, d), t3 = _mm512_unpackhi_ps(c, d);
+    const __m512 u0 = _mm512_shuffle_ps(t0, t2, 0x44), u1 = _mm512_shuffle_ps(t0, t2, 0xEE);
+    const __m512 u2 = _mm512_shuffle_ps(t1, t3, 0x44), u3 = _mm512_shuffle_ps(t1, t3, 0xEE);
+    const __m512 v0 = _mm512_shuffle_f32x4(u0, u1, 0x44), v1 = _mm512_shuffle_f32x4(u2, u3, 0x44);
+    const __m512 v2 = _mm512_shuffle_f32x4(u0, u1, 0xEE), v3 = _mm512_shuffle_f32x4(u2, u3, 0xEE);
+    const __m512i o[4] = {(__m512i)_mm512_shuffle_f32x4(v0, v1, 0x88),
+                          (__m512i)_mm512_shuffle_f32x4(v0, v1, 0xDD),
+                          (__m512i)_mm512_shuffle_f32x4(v2, v3, 0x88),
+                          (__m512i)_mm512_shuffle_f32x4(v2, v3, 0xDD)};
+    for (int q = 0; q < 4; ++q) {
+      if constexpr (sizeof(T) == 4) {
+        _mm512_storeu_si512(reinterpret_cast<void*>(dst + 16 * q), o[q]);
+      } else {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 16 * q), _mm512_cvtepi32_epi16(o[q]));
+      }
+    }
+  }
+};
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define FR_HAVE_SIMD_LANES 1
+struct SimdLanes {
+  static constexpr int WIDTH = 8;
+  typedef float F __attribute__((vector_size(32)));
+  typedef uint32_t U __attribute__((vector_size(32)));
+  typedef int32_t M __attribute__((vector_size(32)));
+
+  static F mul(F a, F b) { return a * b; }
+  static F add(F a, F b) { return a + b; }
+  static F sub(F a, F b) { return a - b; }
+  static F fma(F a, F b, F c) { return (F)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
+  static F sqrt(F a) { return (F)_mm256_sqrt_ps((__m256)a); }
+  // AVX2 has no unsigned conversion: hi * 2^16 + lo with both halves exact and one rounding
+  // (the product is exact inside the fma), i.e. the correctly rounded float(v).
+  static F cvt_u32(U v) {
+    return fma(cvt_small(v >> 16), splat(65536.0f), cvt_small(v & splat_u(0xffffu)));
+  }
+  static F cvt_small(U v) { return (F)_mm256_cvtepi32_ps((__m256i)v); }
+  static U as_u(F f) { return (U)f; }
+  static F as_f(U u) { return (F)u; }
+  static F splat(float c) { return (F)_mm256_set1_ps(c); }
+  static U splat_u(uint32_t c) { return (U)_mm256_set1_epi32(int(c)); }
+  static U iota() { return (U)_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+  static M lt(F a, F b) { return a < b; }
+  static M ugt(U a, U b) { return a > b; }
+  static M uge(U a, U b) { return a >= b; }
+  static M ne(M a, M b) { return a ^ b; }
+  static M bit(U a, uint32_t mask) { return (a & splat_u(mask)) != 0; }
+  static F sel(M m, F a, F b) { return m ? a : b; }
+  static U sel_u(M m, U a, U b) { return m ? a : b; }
+  static void mulhilo(uint32_t m, U a, U& hi, U& lo) {
+    const __m256i mm = _mm256_set1_epi32(int(m));
+    const __m256i even = _mm256_mul_epu32((__m256i)a, mm);
+    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64((__m256i)a, 32), mm);
+    lo = (U)_mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    hi = (U)_mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  }
+  static U f16_bits(F f) {  // F16C: IEEE round to nearest even, subnormals exact
+    return (U)_mm256_cvtepu16_epi32(
+        _mm256_cvtps_ph((__m256)f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  static U bf16_bits(F f) { return bf16_bits_t<SimdLanes>(f); }
+  // Writes W blocks' values in position order: dst[4e + j] = v[j] lane e (a 4 x 8 transpose).
+  template <class T>
+  static void store_blocks(T* dst, const U v[4]) {
+    const __m256 a = (__m256)v[0], b = (__m256)v[1], c = (__m256)v[2], d = (__m256)v[3];
+    const __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
+    const __m256 t2 = _mm256_unpacklo_ps(c, d), t3 = _mm256_unpackhi_ps(c, d);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256i o[4] = {(__m256i)_mm256_permute2f128_ps(u0, u1, 0x20),
+                          (__m256i)_mm256_permute2f128_ps(u2, u3, 0x20),
+                          (__m256i)_mm256_permute2f128_ps(u0, u1, 0x31),
+                          (__m256i)_mm256_permute2f128_ps(u2, u3, 0x31)};
+    if constexpr (sizeof(T) == 4) {
+      for (int q = 0; q < 4; ++q)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8 * q), o[q]);
+    } else {  // values fit 16 bits: pack pairs, then undo the in-lane interleave of packus
+      for (int q = 0; q < 4; q += 2)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8 * q),
+                            _mm256_permute4x64_epi64(_mm256_packus_epi32(o[q], o[q + 1]), 0xD8));
+    }
+  }
+};
+#endif
+
+}  // namespace v1
+}  // namespace fastrand
