@@ -1,0 +1,51 @@
+"""The main job: every benchmark this machine can run, results under one folder.
+
+    python benchmarks/run.py [--quick] [--out bench-results]
+
+Runs the CPU benchmark always and the GPU benchmark when torch sees a CUDA device; each writes
+its JSON and PNG into --out and prints its own table; the summaries are printed last.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", default="bench-results")
+    ap.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    import torch
+
+    jobs = [("cpu", "bench_cpu.py")]
+    if torch.cuda.is_available():
+        jobs.append(("gpu", "bench_gpu.py"))
+    else:
+        print("no CUDA device visible to torch: GPU benchmark skipped")
+    summaries, rc = [], 0
+    for name, script in jobs:
+        cmd = [sys.executable, os.path.join(HERE, script), "--out", args.out]
+        if args.quick:
+            cmd.append("--quick")
+        print(f"=== {name}: {' '.join(cmd)}", flush=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        sys.stdout.write(proc.stdout)
+        rc = rc or proc.returncode
+        lines = proc.stdout.splitlines()
+        start = next((i for i, l in enumerate(lines) if l.startswith(("Summary", "GPU summary"))), None)
+        if start is not None:
+            summaries.append("\n".join(lines[start:]))
+    print("\n" + "=" * 30 + " summary " + "=" * 30)
+    for s in summaries:
+        print(s)
+    print(f"results in {os.path.abspath(args.out)}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
