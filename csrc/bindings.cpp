@@ -56,12 +56,10 @@ void probe_cpu(int which, uintptr_t ptr, uint64_t first, uint64_t count, int thr
 #if defined(FASTRAND_WITH_CUDA)
 void fill_cuda(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, uint64_t stream,
                uint64_t offset, int device, uintptr_t cuda_stream) {
+  // An asynchronous launch: like torch's own launches it keeps the GIL (releasing it would cost
+  // more than the launch takes).
   const Request r = make_request(ptr, n, kind, dtype, seed, stream, offset);
-  std::string err;
-  {
-    py::gil_scoped_release nogil;
-    err = cuda_fill(r, device, cuda_stream);
-  }
+  const std::string err = cuda_fill(r, device, cuda_stream);
   if (!err.empty()) throw std::runtime_error("fastrand CUDA kernel: " + err);
 }
 

@@ -54,12 +54,16 @@ struct BlockStore<double, 2> {
 template <class Op, class Idx, int UNROLL>
 __global__ void __launch_bounds__(THREADS)
     fill_kernel(typename Op::T* __restrict__ out, uint64_t n64, uint64_t start, uint64_t stream,
-                uint64_t seed, uint64_t nblocks64, bool vector_ok) {
+                const __grid_constant__ RoundKeys rk, uint64_t nblocks64, uint64_t vector_end64) {
+  // The round keys are a kernel parameter: Philox's xors read them straight from the constant
+  // bank instead of recomputing the key schedule in every iteration.
   using T = typename Op::T;
   constexpr int P = Op::PER_BLOCK;
   constexpr uint64_t S = 4 / P;
-  const RoundKeys rk = make_round_keys(seed);
   const Idx n = Idx(n64), nblocks = Idx(nblocks64);
+  // Blocks whose slots all lie below vector_end are written with one vector store (0 when the
+  // request starts inside a block or the output is not aligned for vector stores).
+  const Idx vector_end = Idx(vector_end64);
   const Idx head = Idx((start & 3u) / S);
   const uint64_t b_first = start >> 2;
   const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
@@ -73,13 +77,8 @@ __global__ void __launch_bounds__(THREADS)
       T v[P];
       Op::eval(philox_rk(Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi}, rk), v);
       const Idx slot0 = j * P;
-      if (head == 0 && slot0 + P <= n) {
-        if (vector_ok) {
-          BlockStore<T, P>::put(out + slot0, v);
-        } else {
-#pragma unroll
-          for (int e = 0; e < P; ++e) out[slot0 + e] = v[e];
-        }
+      if (slot0 + P <= vector_end) {
+        BlockStore<T, P>::put(out + slot0, v);
       } else {
 #pragma unroll
         for (int e = 0; e < P; ++e) {
@@ -143,10 +142,11 @@ unsigned grid_for(uint64_t work, int device, uint64_t ctas_per_sm) {
 
 template <class Op, class Idx, int UNROLL>
 void launch_shape(const Request& r, int device, cudaStream_t st, uint64_t start, uint64_t nblocks,
-                  bool vector_ok, uint64_t ctas_per_sm) {
+                  uint64_t vector_end, uint64_t ctas_per_sm) {
   const uint64_t work = (nblocks + UNROLL - 1) / UNROLL;
   fill_kernel<Op, Idx, UNROLL><<<grid_for(work, device, ctas_per_sm), THREADS, 0, st>>>(
-      static_cast<typename Op::T*>(r.out), r.n, start, r.stream, r.seed, nblocks, vector_ok);
+      static_cast<typename Op::T*>(r.out), r.n, start, r.stream, make_round_keys(r.seed),
+      nblocks, vector_end);
 }
 
 template <class Op>
@@ -157,19 +157,20 @@ cudaError_t launch(const Request& r, int device, cudaStream_t st) {
   const uint64_t start = first_position(r.offset, P);
   const uint64_t head = (start & 3u) / S;
   const uint64_t nblocks = (head + r.n + P - 1) / P;
-  const bool vector_ok = (reinterpret_cast<uintptr_t>(r.out) % (sizeof(T) * P)) == 0;
+  const bool aligned = (reinterpret_cast<uintptr_t>(r.out) % (sizeof(T) * P)) == 0;
+  const uint64_t vector_end = (aligned && head == 0) ? r.n : 0;
   // 32-bit indices: every slot index, and a thread's index one grid step past the end (at most
   // nblocks plus the grid), stays far below 2^32.
   const bool narrow = nblocks * P < (uint64_t(1) << 30);
   const int v = g_variant;
   if (v == 1 || !narrow) {
-    launch_shape<Op, uint64_t, 1>(r, device, st, start, nblocks, vector_ok, 16);
+    launch_shape<Op, uint64_t, 1>(r, device, st, start, nblocks, vector_end, 16);
   } else if (v == 2) {
-    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_ok, 8);
+    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_end, 8);
   } else if (v == 3) {
-    launch_shape<Op, uint32_t, 2>(r, device, st, start, nblocks, vector_ok, 8);
+    launch_shape<Op, uint32_t, 2>(r, device, st, start, nblocks, vector_end, 8);
   } else {
-    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_ok, 16);
+    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_end, 16);
   }
   return cudaGetLastError();
 }

@@ -178,3 +178,24 @@ def test_forced_isa_environment():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout
     assert json.loads(out)["cpu_isa_selected"] == "scalar"
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kind,dtype", [("normal", "float32"), ("normal", "float16"),
+                                        ("normal", "bfloat16"), ("uniform", "float16"),
+                                        ("words", "float32")])
+def test_simd_vector_tails(isa, kind, dtype, cpu_isa):
+    """Every size up to three 16-block SIMD groups and every start inside a block: the lanes
+    that a vector group does not fill fall back to the scalar loop at the right positions."""
+    assert cpu_isa(isa)
+    seed, stream = 0x1234_5678_9ABC_DEF0, 77
+    want = ref_bits(kind, seed, stream, 0, 3 * 64 + 40, dtype)
+    for offset in range(4):
+        for n in range(0, 3 * 64 + 36):
+            got = bits(draw(kind, n, seed, stream, offset, dtype))
+            assert np.array_equal(got, want[offset:offset + n]), (offset, n)
+    # a group that straddles the 2^32 boundary of the block index (carry into the high word)
+    # and the 2^62 wrap of block indices
+    for offset in ((1 << 34) - 4 * 5, (1 << 64) - 4 * 7 - 1):
+        got = bits(draw(kind, 200, seed, stream, offset, dtype))
+        assert np.array_equal(got, ref_bits(kind, seed, stream, offset, 200, dtype)), offset
