@@ -114,6 +114,10 @@ struct DeviceGuard {
   explicit DeviceGuard(int device) {
     err = cudaGetDevice(&prev);
     if (err == cudaSuccess && prev != device) err = cudaSetDevice(device);
+    // A failed call leaves its error as the runtime's "last error"; clear it, so the launch
+    // check below reports only the launch. (This static runtime is fastrand's own: torch's
+    // error state is separate.)
+    if (err != cudaSuccess) cudaGetLastError();
   }
   ~DeviceGuard() {
     int cur = -1;
@@ -181,6 +185,7 @@ std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
   if (r.n == 0) return std::string();
   DeviceGuard guard(device);
   if (guard.err != cudaSuccess) return cudaGetErrorString(guard.err);
+  cudaGetLastError();  // nothing stale may be reported as this launch's error
   cudaStream_t st = reinterpret_cast<cudaStream_t>(cuda_stream);
   cudaError_t err = cudaErrorInvalidValue;
   switch (r.kind * 8 + r.dtype) {
@@ -203,6 +208,7 @@ std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t coun
   if (count == 0) return std::string();
   DeviceGuard guard(device);
   if (guard.err != cudaSuccess) return cudaGetErrorString(guard.err);
+  cudaGetLastError();
   probe_kernel<<<grid_for(count, device, 16), THREADS, 0, reinterpret_cast<cudaStream_t>(cuda_stream)>>>(
       which, out, first, count);
   const cudaError_t err = cudaGetLastError();

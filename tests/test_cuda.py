@@ -120,6 +120,9 @@ def test_cuda_launch_error_is_an_exception():
     with pytest.raises(RuntimeError):
         # a device index that does not exist makes the device guard fail
         _C.fill_cuda(1 << 20, 4, _C.KIND_NORMAL, _C.DT_FLOAT32, 0, 0, 0, 9999, 0)
+    # and the failure does not stick to the next, valid launch
+    a = draw("normal", 1000, 3, device="cuda")
+    assert np.array_equal(bits(a), bits(draw("normal", 1000, 3)))
 
 
 def test_every_launch_shape_gives_the_same_bits():
