@@ -51,8 +51,8 @@ struct BlockStore<double, 2> {
 // Slot s of the request is position start - (start & 3) + S * s; value i is slot head + i.
 // Idx is uint32_t when every slot index fits in 32 bits (cheaper index math), else uint64_t.
 // Each thread takes UNROLL consecutive blocks per step (independent work for the scheduler).
-template <class Op, class Idx, int UNROLL>
-__global__ void __launch_bounds__(THREADS)
+template <class Op, class Idx, int UNROLL, int NT>
+__global__ void __launch_bounds__(NT)
     fill_kernel(typename Op::T* __restrict__ out, uint64_t n64, uint64_t start, uint64_t stream,
                 const __grid_constant__ RoundKeys rk, uint64_t nblocks64, uint64_t vector_end64) {
   // The round keys are a kernel parameter: Philox's xors read them straight from the constant
@@ -67,8 +67,8 @@ __global__ void __launch_bounds__(THREADS)
   const Idx head = Idx((start & 3u) / S);
   const uint64_t b_first = start >> 2;
   const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
-  const Idx step = Idx(gridDim.x) * THREADS * UNROLL;
-  for (Idx j0 = (Idx(blockIdx.x) * THREADS + threadIdx.x) * UNROLL; j0 < nblocks; j0 += step) {
+  const Idx step = Idx(gridDim.x) * NT * UNROLL;
+  for (Idx j0 = (Idx(blockIdx.x) * NT + threadIdx.x) * UNROLL; j0 < nblocks; j0 += step) {
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
       const Idx j = j0 + u;
@@ -132,23 +132,26 @@ struct DeviceGuard {
 //   1: 64-bit indices, 1 block per thread step, grid capped at 16 CTAs per SM (plain kernel)
 //   2: 32-bit indices where they fit, 1 block per thread step, grid capped at 8 CTAs per SM
 //   3: 32-bit indices where they fit, 2 blocks per thread step, grid capped at 8 CTAs per SM
-// (H200, first measurement: the 64-bit one-block shape beat 2 and 4 blocks per step.)
-constexpr int N_VARIANTS = 4;
+//   4: as 0 with 128-thread CTAs, grid capped at 32 CTAs per SM
+//   5: as 0 with 512-thread CTAs, grid capped at 8 CTAs per SM
+//   6: as 0 with one Philox block per thread and no grid cap (no loop)
+// (H200: one block per step beat 2 and 4 blocks per step; see benchmarks/bench_gpu.py.)
+constexpr int N_VARIANTS = 7;
 int g_variant = 0;
 
-unsigned grid_for(uint64_t work, int device, uint64_t ctas_per_sm) {
-  uint64_t want = (work + THREADS - 1) / THREADS;
+unsigned grid_for(uint64_t work, int device, uint64_t ctas_per_sm, int threads = THREADS) {
+  uint64_t want = (work + threads - 1) / threads;
   if (want == 0) want = 1;
   if (ctas_per_sm == 0) return unsigned(want < 0x7fffffffu ? want : 0x7fffffffu);
   const uint64_t cap = uint64_t(sm_count(device)) * ctas_per_sm;
   return unsigned(want < cap ? want : cap);
 }
 
-template <class Op, class Idx, int UNROLL>
+template <class Op, class Idx, int UNROLL, int NT = THREADS>
 void launch_shape(const Request& r, int device, cudaStream_t st, uint64_t start, uint64_t nblocks,
                   uint64_t vector_end, uint64_t ctas_per_sm) {
   const uint64_t work = (nblocks + UNROLL - 1) / UNROLL;
-  fill_kernel<Op, Idx, UNROLL><<<grid_for(work, device, ctas_per_sm), THREADS, 0, st>>>(
+  fill_kernel<Op, Idx, UNROLL, NT><<<grid_for(work, device, ctas_per_sm, NT), NT, 0, st>>>(
       static_cast<typename Op::T*>(r.out), r.n, start, r.stream, make_round_keys(r.seed),
       nblocks, vector_end);
 }
@@ -173,6 +176,12 @@ cudaError_t launch(const Request& r, int device, cudaStream_t st) {
     launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_end, 8);
   } else if (v == 3) {
     launch_shape<Op, uint32_t, 2>(r, device, st, start, nblocks, vector_end, 8);
+  } else if (v == 4) {
+    launch_shape<Op, uint32_t, 1, 128>(r, device, st, start, nblocks, vector_end, 32);
+  } else if (v == 5) {
+    launch_shape<Op, uint32_t, 1, 512>(r, device, st, start, nblocks, vector_end, 8);
+  } else if (v == 6) {
+    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_end, 0);
   } else {
     launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_end, 16);
   }
