@@ -18,9 +18,38 @@ namespace fastrand {
 namespace FR_ISA_NS {
 using namespace v1;
 
+#if defined(FR_HAVE_SIMD_LANES)
+// Blocks b0 + k .. for as many whole groups of L::WIDTH blocks as fit before nfull, one block
+// per lane; returns the first block not written.
+template <class L, class Op>
+inline uint64_t simd_groups(typename Op::T* __restrict o, uint64_t b0, uint64_t k, uint64_t nfull,
+                            uint32_t s_lo, uint32_t s_hi, const RoundKeys& rk) {
+  using U = typename L::U;
+  constexpr int W = L::WIDTH;
+  const U lane = L::iota();
+  for (; k + W <= nfull; k += W) {
+    const uint64_t b = (b0 + k) & BLOCK_MASK;
+    const U base = L::splat_u(uint32_t(b));
+    U x = base + lane;
+    // lanes whose low word wrapped carry into the high word (block indices wrap at 2^62)
+    U y = (L::splat_u(uint32_t(b >> 32)) +
+           L::sel_u(L::ugt(base, x), L::splat_u(1u), L::splat_u(0u))) & L::splat_u(0x3fffffffu);
+    U z = L::splat_u(s_lo), w = L::splat_u(s_hi);
+    philox_lanes<L>(x, y, z, w, rk);
+    U v[4];
+    Op::template eval_lanes<L>(x, y, z, w, v);
+    L::store_blocks(o + k * 4, v);
+  }
+  return k;
+}
+#endif
+
 // Whole blocks b0 .. b0 + nfull - 1 into o (4 values each). The generic loop evaluates one
-// block per iteration; ops with 32-bit values on a SIMD build evaluate SimdLanes::WIDTH blocks
-// at once (one block per lane) and interleave the lanes into position order.
+// block per iteration; ops with 32-bit values on a SIMD build evaluate four groups of
+// SimdLanes::WIDTH blocks at once (one block per lane; independent chains for the out-of-order
+// core: 2-core EPYC, float32, one thread: 1 group 0.88, 2 groups 1.16, 4 groups 1.20 G/s with
+// AVX-512; 0.59 / 0.79 / 0.88 with AVX2), then two, then one, and write the lanes in position
+// order.
 template <class Op>
 inline void whole_blocks(typename Op::T* __restrict o, uint64_t b0, uint64_t nfull,
                          uint32_t s_lo, uint32_t s_hi, const RoundKeys& rk) {
@@ -29,22 +58,9 @@ inline void whole_blocks(typename Op::T* __restrict o, uint64_t b0, uint64_t nfu
   uint64_t k = 0;
 #if defined(FR_HAVE_SIMD_LANES)
   if constexpr (P == 4) {
-    using L = SimdLanes;
-    using U = L::U;
-    constexpr int W = L::WIDTH;
-    const U lane = L::iota();
-    for (; k + W <= nfull; k += W) {
-      const uint64_t b = (b0 + k) & BLOCK_MASK;
-      const U base = L::splat_u(uint32_t(b));
-      U x = base + lane;
-      // lanes whose low word wrapped carry into the high word (block indices wrap at 2^62)
-      U y = (L::splat_u(uint32_t(b >> 32)) - (U)(x < base)) & L::splat_u(0x3fffffffu);
-      U z = L::splat_u(s_lo), w = L::splat_u(s_hi);
-      philox_lanes<L>(x, y, z, w, rk);
-      U v[4];
-      Op::template eval_lanes<L>(x, y, z, w, v);
-      L::store_blocks(o + k * 4, v);
-    }
+    k = simd_groups<PairLanes<PairLanes<SimdLanes>>, Op>(o, b0, 0, nfull, s_lo, s_hi, rk);
+    k = simd_groups<PairLanes<SimdLanes>, Op>(o, b0, k, nfull, s_lo, s_hi, rk);
+    k = simd_groups<SimdLanes, Op>(o, b0, k, nfull, s_lo, s_hi, rk);
   }
 #endif
   for (; k < nfull; ++k) {

@@ -142,5 +142,64 @@ struct SimdLanes {
 };
 #endif
 
+
+#if defined(FR_HAVE_SIMD_LANES)
+// Two SIMD groups side by side: every operation is applied to both halves, so the two groups'
+// dependency chains (Philox rounds, polynomial steps) interleave and keep more execution units
+// busy. Same operations per lane, so the same bits.
+template <class L>
+struct PairLanes {
+  static constexpr int WIDTH = 2 * L::WIDTH;
+  struct F {
+    typename L::F a, b;
+  };
+  struct M {
+    typename L::M a, b;
+  };
+  struct U {
+    typename L::U a, b;
+    friend U operator^(U x, U y) { return {x.a ^ y.a, x.b ^ y.b}; }
+    friend U operator&(U x, U y) { return {x.a & y.a, x.b & y.b}; }
+    friend U operator|(U x, U y) { return {x.a | y.a, x.b | y.b}; }
+    friend U operator+(U x, U y) { return {x.a + y.a, x.b + y.b}; }
+    friend U operator-(U x, U y) { return {x.a - y.a, x.b - y.b}; }
+    friend U operator>>(U x, int k) { return {x.a >> k, x.b >> k}; }
+    friend U operator<<(U x, int k) { return {x.a << k, x.b << k}; }
+  };
+  static F mul(F x, F y) { return {L::mul(x.a, y.a), L::mul(x.b, y.b)}; }
+  static F add(F x, F y) { return {L::add(x.a, y.a), L::add(x.b, y.b)}; }
+  static F sub(F x, F y) { return {L::sub(x.a, y.a), L::sub(x.b, y.b)}; }
+  static F fma(F x, F y, F z) { return {L::fma(x.a, y.a, z.a), L::fma(x.b, y.b, z.b)}; }
+  static F sqrt(F x) { return {L::sqrt(x.a), L::sqrt(x.b)}; }
+  static F cvt_u32(U v) { return {L::cvt_u32(v.a), L::cvt_u32(v.b)}; }
+  static F cvt_small(U v) { return {L::cvt_small(v.a), L::cvt_small(v.b)}; }
+  static U as_u(F f) { return {L::as_u(f.a), L::as_u(f.b)}; }
+  static F as_f(U u) { return {L::as_f(u.a), L::as_f(u.b)}; }
+  static F splat(float c) { return {L::splat(c), L::splat(c)}; }
+  static U splat_u(uint32_t c) { return {L::splat_u(c), L::splat_u(c)}; }
+  static U iota() { return {L::iota(), L::iota() + L::splat_u(uint32_t(L::WIDTH))}; }
+  static M lt(F x, F y) { return {L::lt(x.a, y.a), L::lt(x.b, y.b)}; }
+  static M ugt(U x, U y) { return {L::ugt(x.a, y.a), L::ugt(x.b, y.b)}; }
+  static M uge(U x, U y) { return {L::uge(x.a, y.a), L::uge(x.b, y.b)}; }
+  static M ne(M x, M y) { return {L::ne(x.a, y.a), L::ne(x.b, y.b)}; }
+  static M bit(U x, uint32_t mask) { return {L::bit(x.a, mask), L::bit(x.b, mask)}; }
+  static F sel(M m, F x, F y) { return {L::sel(m.a, x.a, y.a), L::sel(m.b, x.b, y.b)}; }
+  static U sel_u(M m, U x, U y) { return {L::sel_u(m.a, x.a, y.a), L::sel_u(m.b, x.b, y.b)}; }
+  static void mulhilo(uint32_t m, U x, U& hi, U& lo) {
+    L::mulhilo(m, x.a, hi.a, lo.a);
+    L::mulhilo(m, x.b, hi.b, lo.b);
+  }
+  static U f16_bits(F f) { return {L::f16_bits(f.a), L::f16_bits(f.b)}; }
+  static U bf16_bits(F f) { return {L::bf16_bits(f.a), L::bf16_bits(f.b)}; }
+  template <class T>
+  static void store_blocks(T* dst, const U v[4]) {
+    const typename L::U va[4] = {v[0].a, v[1].a, v[2].a, v[3].a};
+    const typename L::U vb[4] = {v[0].b, v[1].b, v[2].b, v[3].b};
+    L::template store_blocks<T>(dst, va);
+    L::template store_blocks<T>(dst + 4 * L::WIDTH, vb);
+  }
+};
+#endif
+
 }  // namespace v1
 }  // namespace fastrand

@@ -185,13 +185,15 @@ def test_forced_isa_environment():
                                         ("normal", "bfloat16"), ("uniform", "float16"),
                                         ("words", "float32")])
 def test_simd_vector_tails(isa, kind, dtype, cpu_isa):
-    """Every size up to three 16-block SIMD groups and every start inside a block: the lanes
-    that a vector group does not fill fall back to the scalar loop at the right positions."""
+    """Every size up to three 16-block SIMD groups, then sizes through the 2- and 4-group
+    steps (up to 4 x 4 x 16 blocks), and every start inside a block: the blocks a vector step
+    does not fill fall to the narrower steps and the scalar loop at the right positions."""
     assert cpu_isa(isa)
     seed, stream = 0x1234_5678_9ABC_DEF0, 77
-    want = ref_bits(kind, seed, stream, 0, 3 * 64 + 40, dtype)
+    sizes = list(range(0, 3 * 64 + 36)) + list(range(228, 1300, 11)) + [1023, 1024, 1025, 1280]
+    want = ref_bits(kind, seed, stream, 0, 1300 + 8, dtype)
     for offset in range(4):
-        for n in range(0, 3 * 64 + 36):
+        for n in sizes:
             got = bits(draw(kind, n, seed, stream, offset, dtype))
             assert np.array_equal(got, want[offset:offset + n]), (offset, n)
     # a group that straddles the 2^32 boundary of the block index (carry into the high word)
