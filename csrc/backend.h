@@ -37,6 +37,11 @@ bool cpu_isa_select(const std::string& name);
 // CUDA: launched on `cuda_stream` of `device`, under a device guard; no synchronisation.
 // Returns an empty string on success, else the CUDA error text.
 std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream);
+// CUDA-graph mode: as cuda_fill, but (seed, stream, offset) are read from the device array
+// state[3] when the kernel runs, and the offset there is advanced past the request by a kernel
+// queued after it (so captured graphs draw fresh noise on every replay). r.seed/stream/offset
+// are ignored.
+std::string cuda_fill_state(const Request& r, uint64_t* state, int device, uintptr_t cuda_stream);
 // Evaluates a probe of math_probe.h over [first, first + count) on the GPU.
 std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t count, int device,
                             uintptr_t cuda_stream);

@@ -63,6 +63,15 @@ void fill_cuda(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, ui
   if (!err.empty()) throw std::runtime_error("fastrand CUDA kernel: " + err);
 }
 
+void fill_cuda_state(uintptr_t ptr, uint64_t n, int kind, int dtype, uintptr_t state, int device,
+                     uintptr_t cuda_stream) {
+  if (state == 0) throw py::value_error("fastrand._C: null state pointer");
+  const Request r = make_request(ptr, n, kind, dtype, 0, 0, 0);
+  const std::string err =
+      cuda_fill_state(r, reinterpret_cast<uint64_t*>(state), device, cuda_stream);
+  if (!err.empty()) throw std::runtime_error("fastrand CUDA kernel: " + err);
+}
+
 void probe_cuda(int which, uintptr_t ptr, uint64_t first, uint64_t count, int device,
                 uintptr_t cuda_stream) {
   if (which != PROBE_RADIUS32 && which != PROBE_ANGLE32)
@@ -118,6 +127,9 @@ PYBIND11_MODULE(_C, m) {
         py::arg("dtype"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
         py::arg("device"), py::arg("cuda_stream"),
         "Launch the fill kernel on cuda_stream of device (asynchronous).");
+  m.def("fill_cuda_state", &fill_cuda_state, py::arg("ptr"), py::arg("n"), py::arg("kind"),
+        py::arg("dtype"), py::arg("state"), py::arg("device"), py::arg("cuda_stream"),
+        "Launch the fill reading (seed, stream, offset) from device memory, then advance it.");
   m.def(
       "cuda_set_variant",
       [](int v) {

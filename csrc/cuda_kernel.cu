@@ -96,6 +96,47 @@ __global__ void probe_kernel(int which, float* out, uint64_t first, uint64_t cou
     probe_eval(which, out, i, first);
 }
 
+// CUDA-graph mode: (seed, stream, offset) live in device memory (uint64 state[3]); the fill
+// reads them when it runs and a one-thread kernel queued after it advances the offset, so each
+// replay of a captured graph draws the next noise of the stream. Simple grid-stride shape: the
+// round keys come from the state, not from a launch parameter.
+template <class Op>
+__global__ void __launch_bounds__(THREADS)
+    fill_state_kernel(typename Op::T* __restrict__ out, uint64_t n, const uint64_t* __restrict__ state,
+                      bool aligned) {
+  using T = typename Op::T;
+  constexpr int P = Op::PER_BLOCK;
+  constexpr uint64_t S = 4 / P;
+  const uint64_t seed = state[0], stream = state[1];
+  const uint64_t start = first_position(state[2], P);
+  const RoundKeys rk = make_round_keys(seed);
+  const uint64_t head = (start & 3u) / S;
+  const uint64_t nblocks = (head + n + P - 1) / P;
+  const uint64_t vector_end = (aligned && head == 0) ? n : 0;
+  const uint64_t b_first = start >> 2;
+  const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
+  const uint64_t step = uint64_t(gridDim.x) * THREADS;
+  for (uint64_t j = uint64_t(blockIdx.x) * THREADS + threadIdx.x; j < nblocks; j += step) {
+    const uint64_t b = (b_first + j) & BLOCK_MASK;
+    T v[P];
+    Op::eval(philox_rk(Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi}, rk), v);
+    const uint64_t slot0 = j * P;
+    if (slot0 + P <= vector_end) {
+      BlockStore<T, P>::put(out + slot0, v);
+    } else {
+#pragma unroll
+      for (int e = 0; e < P; ++e) {
+        const uint64_t sl = slot0 + e;
+        if (sl >= head && sl - head < n) out[sl - head] = v[e];
+      }
+    }
+  }
+}
+
+__global__ void advance_state_kernel(uint64_t* state, uint64_t n, int per_block) {
+  state[2] = next_offset(state[2], n, per_block);
+}
+
 int sm_count(int device) {
   static int cached[64] = {0};
   if (device >= 0 && device < 64 && cached[device] > 0) return cached[device];
@@ -188,6 +229,18 @@ cudaError_t launch(const Request& r, int device, cudaStream_t st) {
   return cudaGetLastError();
 }
 
+template <class Op>
+cudaError_t launch_state(const Request& r, const uint64_t* state, int device, cudaStream_t st) {
+  using T = typename Op::T;
+  constexpr int P = Op::PER_BLOCK;
+  const uint64_t most_blocks = (3 + r.n + P - 1) / P;  // the head is not known on the host
+  const bool aligned = (reinterpret_cast<uintptr_t>(r.out) % (sizeof(T) * P)) == 0;
+  fill_state_kernel<Op><<<grid_for(most_blocks, device, 16), THREADS, 0, st>>>(
+      static_cast<T*>(r.out), r.n, state, aligned);
+  advance_state_kernel<<<1, 1, 0, st>>>(const_cast<uint64_t*>(state), r.n, P);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
@@ -207,6 +260,32 @@ std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
     case KIND_UNIFORM * 8 + DT_BFLOAT16: err = launch<UniformBF16>(r, device, st); break;
     case KIND_UNIFORM * 8 + DT_FLOAT64: err = launch<UniformF64>(r, device, st); break;
     case KIND_WORDS * 8 + DT_UINT32: err = launch<RawWords>(r, device, st); break;
+    default: break;
+  }
+  return err == cudaSuccess ? std::string() : std::string(cudaGetErrorString(err));
+}
+
+std::string cuda_fill_state(const Request& r, uint64_t* state, int device, uintptr_t cuda_stream) {
+  DeviceGuard guard(device);
+  if (guard.err != cudaSuccess) return cudaGetErrorString(guard.err);
+  cudaGetLastError();
+  cudaStream_t st = reinterpret_cast<cudaStream_t>(cuda_stream);
+  if (r.n == 0) {  // still advances an odd offset to even for float64 (spec section 5)
+    advance_state_kernel<<<1, 1, 0, st>>>(state, 0, r.dtype == DT_FLOAT64 ? 2 : 4);
+    const cudaError_t e = cudaGetLastError();
+    return e == cudaSuccess ? std::string() : std::string(cudaGetErrorString(e));
+  }
+  cudaError_t err = cudaErrorInvalidValue;
+  switch (r.kind * 8 + r.dtype) {
+    case KIND_NORMAL * 8 + DT_FLOAT32: err = launch_state<NormalF32>(r, state, device, st); break;
+    case KIND_NORMAL * 8 + DT_FLOAT16: err = launch_state<NormalF16>(r, state, device, st); break;
+    case KIND_NORMAL * 8 + DT_BFLOAT16: err = launch_state<NormalBF16>(r, state, device, st); break;
+    case KIND_NORMAL * 8 + DT_FLOAT64: err = launch_state<NormalF64>(r, state, device, st); break;
+    case KIND_UNIFORM * 8 + DT_FLOAT32: err = launch_state<UniformF32>(r, state, device, st); break;
+    case KIND_UNIFORM * 8 + DT_FLOAT16: err = launch_state<UniformF16>(r, state, device, st); break;
+    case KIND_UNIFORM * 8 + DT_BFLOAT16: err = launch_state<UniformBF16>(r, state, device, st); break;
+    case KIND_UNIFORM * 8 + DT_FLOAT64: err = launch_state<UniformF64>(r, state, device, st); break;
+    case KIND_WORDS * 8 + DT_UINT32: err = launch_state<RawWords>(r, state, device, st); break;
     default: break;
   }
   return err == cudaSuccess ? std::string() : std::string(cudaGetErrorString(err));

@@ -2,31 +2,45 @@
 
 The same (seed, stream, offset) gives bit-identical noise on the CPU and on every CUDA GPU,
 generated directly on the target device (noise stream v1, docs/noise-stream.md).
+
+Importing fastrand does not import torch; the torch API below is loaded on first use, so
+`fastrand.numpy` (NumPy arrays from the compiled core) works in processes without torch.
 """
 
 __version__ = "0.1.0"
-
-from ._api import (  # noqa: E402
-    build_info,
-    rand,
-    rand_like,
-    randn,
-    randn_like,
-    randn_tensor,
-    random_words,
-)
-from ._generator import Generator  # noqa: E402
-
 STREAM_VERSION = 1
 
-__all__ = [
-    "Generator",
-    "STREAM_VERSION",
-    "build_info",
-    "rand",
-    "rand_like",
-    "randn",
-    "randn_like",
-    "randn_tensor",
-    "random_words",
-]
+from ._generator import Generator  # noqa: E402  (torch-free)
+
+# public name -> submodule that defines it (imported on first access)
+_LAZY = {
+    "randn_tensor": "_api",
+    "randn": "_api",
+    "rand": "_api",
+    "randn_like": "_api",
+    "rand_like": "_api",
+    "random_words": "_api",
+    "build_info": "_api",
+    "CudaGraphGenerator": "_graph",
+    "patch_diffusers": "_diffusers_patch",
+    "unpatch_diffusers": "_diffusers_patch",
+    "enable_full_determinism": "_determinism",
+    "selftest": "_selftest",
+}
+
+__all__ = ["Generator", "STREAM_VERSION", "__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastrand' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

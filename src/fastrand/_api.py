@@ -129,8 +129,8 @@ def _reserve(generator, n, two_words):
         generator = torch.default_generator
     if isinstance(generator, torch.Generator):
         return TORCH_TRACKER.reserve(generator, n, two_words)
-    raise TypeError("generator: expected a fastrand.Generator, a torch.Generator, a list of them "
-                    f"or None, got {type(generator).__name__}")
+    raise TypeError("generator: expected a fastrand.Generator, a fastrand.CudaGraphGenerator, "
+                    f"a torch.Generator, a list of them or None, got {type(generator).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,6 +160,8 @@ def _draw(shape, generator, device, dtype, kind, code):
     if type(generator) is Generator:  # the common case first
         seed, stream, offset = generator._reserve(n, two_words)
         return _fill(out, n, device, kind, code, seed, stream, offset)
+    if _is_graph_generator(generator):
+        return _graph_fill(generator, out, n, kind, code)
     if isinstance(generator, (list, tuple)):
         if len(generator) == 1:
             generator = generator[0]
@@ -173,11 +175,25 @@ def _draw(shape, generator, device, dtype, kind, code):
             row = n // shape[0] if shape[0] else 0
             flat = out.view(-1)
             for i in range(shape[0]):
+                part = flat[i * row:(i + 1) * row]
+                if _is_graph_generator(generator[i]):
+                    _graph_fill(generator[i], part, row, kind, code)
+                    continue
                 seed, stream, offset = _reserve(generator[i], row, two_words)
-                _fill(flat[i * row:(i + 1) * row], row, device, kind, code, seed, stream, offset)
+                _fill(part, row, device, kind, code, seed, stream, offset)
             return out
     seed, stream, offset = _reserve(generator, n, two_words)
     return _fill(out, n, device, kind, code, seed, stream, offset)
+
+
+def _is_graph_generator(g):
+    return type(g).__name__ == "CudaGraphGenerator" and type(g).__module__ == "fastrand._graph"
+
+
+def _graph_fill(g, out, n, kind, code):
+    from ._graph import reserve_on_device
+
+    return reserve_on_device(g, out, n, kind, code)
 
 
 # --------------------------------------------------------------------------------------------

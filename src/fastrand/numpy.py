@@ -1,0 +1,133 @@
+"""NumPy front end: stream v1 noise as NumPy arrays from the compiled core, without torch.
+
+    import fastrand.numpy as frnp
+    x = frnp.randn((2, 3), seed=0)                  # float32 normals at positions 0..5
+    y = frnp.randn((4,), seed=0, offset=frnp.next_offset(0, 6))   # continues after x
+
+Values are bit-identical to the torch API at the same (seed, stream, offset): `randn(shape,
+seed, offset=o, stream=s, dtype=d)` equals `fastrand.randn(*shape, generator=
+fastrand.Generator(seed, offset=o, stream=s), dtype=d)`. Importing this module does not import
+torch.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+
+import numpy as np
+
+from . import _C
+from ._generator import check_seed, check_u64
+from ._generator import next_offset as _next_offset
+
+__all__ = ["randn", "rand", "random_words", "next_offset"]
+
+_CODES = {
+    np.dtype(np.float32): _C.DT_FLOAT32,
+    np.dtype(np.float16): _C.DT_FLOAT16,
+    np.dtype(np.float64): _C.DT_FLOAT64,
+}
+
+
+def _bfloat16():
+    try:
+        import ml_dtypes  # optional: NumPy has no bfloat16 of its own
+
+        return np.dtype(ml_dtypes.bfloat16)
+    except ImportError:
+        return None
+
+
+def _dtype_arg(dtype):
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        bf = _bfloat16()
+        if bf is None:
+            raise ValueError("dtype: bfloat16 arrays need the ml_dtypes package "
+                             "(pip install ml_dtypes)")
+        return bf, _C.DT_BFLOAT16
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected a NumPy floating dtype, got {dtype!r}") from None
+    bf = _bfloat16()
+    if bf is not None and dt == bf:
+        return dt, _C.DT_BFLOAT16
+    code = _CODES.get(dt)
+    if code is None:
+        raise ValueError(f"dtype: expected float32, float16, float64 (or bfloat16 with "
+                         f"ml_dtypes), got {dt}")
+    return dt, code
+
+
+def _shape_arg(shape):
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"shape: expected a tuple or list of integers, got {type(shape).__name__}")
+    dims = []
+    for d in shape:
+        if isinstance(d, bool):
+            raise TypeError("shape: sizes must be integers, got bool")
+        try:
+            d = operator.index(d)
+        except TypeError:
+            raise TypeError(f"shape: sizes must be integers, got {type(d).__name__}") from None
+        if d < 0:
+            raise ValueError(f"shape: sizes must be non-negative, got {tuple(shape)}")
+        dims.append(d)
+    if math.prod(dims) > (1 << 63) - 1:
+        raise ValueError(f"shape: {tuple(dims)} has more than 2^63 - 1 elements")
+    return tuple(dims)
+
+
+def _threads(threads):
+    if threads is None:
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            return os.cpu_count() or 1
+    t = operator.index(threads)
+    if t < 1:
+        raise ValueError(f"threads: expected a positive integer, got {t}")
+    return t
+
+
+def _draw(kind, shape, seed, offset, stream, dt, code, threads):
+    shape = _shape_arg(shape)
+    out = np.empty(shape, dtype=dt)
+    n = out.size
+    if n:
+        _C.fill_cpu(out.ctypes.data, n, kind, code, check_seed(seed), check_u64(stream, "stream"),
+                    check_u64(offset, "offset"), _threads(threads))
+    return out
+
+
+def randn(shape, seed, offset=0, stream=0, dtype=np.float32, *, threads=None):
+    """Standard normals of stream v1 at (seed, stream, offset), as a NumPy array."""
+    dt, code = _dtype_arg(dtype)
+    return _draw(_C.KIND_NORMAL, shape, seed, offset, stream, dt, code, threads)
+
+
+def rand(shape, seed, offset=0, stream=0, dtype=np.float32, *, threads=None):
+    """Uniform [0, 1) values of stream v1 at (seed, stream, offset), as a NumPy array."""
+    dt, code = _dtype_arg(dtype)
+    return _draw(_C.KIND_UNIFORM, shape, seed, offset, stream, dt, code, threads)
+
+
+def random_words(shape, seed, offset=0, stream=0, *, threads=None):
+    """The raw 32-bit Philox words of stream v1 (np.uint32)."""
+    return _draw(_C.KIND_WORDS, shape, seed, offset, stream, np.dtype(np.uint32), _C.DT_UINT32,
+                 threads)
+
+
+def next_offset(offset, n, dtype=np.float32):
+    """The offset after drawing n values of `dtype` at `offset` (float64 takes two positions per
+    value, starting at an even position)."""
+    o = check_u64(offset, "offset")
+    count = operator.index(n)
+    if count < 0:
+        raise ValueError(f"n: expected a non-negative integer, got {count}")
+    two_words = not (isinstance(dtype, str) and dtype == "bfloat16") and np.dtype(dtype) == np.float64
+    return _next_offset(o, count, two_words)

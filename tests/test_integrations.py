@@ -1,0 +1,219 @@
+"""NumPy front end, torch.compile custom ops, CUDA-graph generator, selftest, determinism."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import fastrand
+import fastrand.functional as F
+import fastrand.numpy as frnp
+from conftest import TORCH_DTYPES, bits, ref_bits
+
+CUDA = torch.cuda.is_available()
+
+
+# ---- NumPy front end -------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+def test_numpy_front_end_equals_torch_api(dtype):
+    a = frnp.randn((3, 5), seed=11, offset=3, stream=2, dtype=getattr(np, dtype))
+    t = fastrand.randn(3, 5, generator=fastrand.Generator(11, offset=3, stream=2),
+                       dtype=TORCH_DTYPES[dtype])
+    assert a.shape == (3, 5) and a.dtype == np.dtype(dtype)
+    assert np.array_equal(bits(a), bits(t))
+    u = frnp.rand(7, seed=11, offset=1, dtype=dtype)
+    assert np.array_equal(bits(u), ref_bits("uniform", 11, 0, 1, 7, dtype))
+    w = frnp.random_words([2, 2], seed=4)
+    assert w.dtype == np.uint32 and np.array_equal(w.ravel(), ref_bits("words", 4, 0, 0, 4))
+
+
+def test_numpy_next_offset_continues_the_stream():
+    o = frnp.next_offset(1, 3, np.float64)  # starts at 2, two positions each
+    assert o == 8
+    a = frnp.randn(3, seed=2, offset=1, dtype=np.float64)
+    b = frnp.randn(2, seed=2, offset=o, dtype=np.float64)
+    whole = frnp.randn(5, seed=2, offset=1, dtype=np.float64)
+    assert np.array_equal(bits(np.concatenate([a, b])), bits(whole))
+    assert frnp.next_offset(5, 4) == 9 and frnp.next_offset(2**64 - 1, 1) == 0
+
+
+def test_numpy_front_end_does_not_import_torch():
+    code = ("import sys, fastrand.numpy as f; a = f.randn((2, 2), seed=0); "
+            "import fastrand; g = fastrand.Generator(1); "
+            "print('torch' in sys.modules, a.dtype)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "float32"]
+
+
+@pytest.mark.parametrize("kwargs,exc,name", [
+    (dict(shape=(-1,)), ValueError, "shape"), (dict(shape="x"), TypeError, "shape"),
+    (dict(dtype=np.int32), ValueError, "dtype"), (dict(dtype="nope"), TypeError, "dtype"),
+    (dict(seed=1.5), TypeError, "seed"), (dict(offset=-1), ValueError, "offset"),
+    (dict(stream=2**64), ValueError, "stream"), (dict(threads=0), ValueError, "threads"),
+])
+def test_numpy_front_end_refuses(kwargs, exc, name):
+    args = dict(shape=(2,), seed=0)
+    args.update(kwargs)
+    with pytest.raises(exc, match=name):
+        frnp.randn(**args)
+
+
+# ---- torch.compile / custom ops --------------------------------------------------------------
+def test_functional_equals_generator_draws():
+    for dt in TORCH_DTYPES.values():
+        a = F.randn((4, 3), seed=2**64 - 2, offset=2**63 + 1, stream=5, dtype=dt)
+        b = fastrand.randn(4, 3, generator=fastrand.Generator(2**64 - 2, offset=2**63 + 1,
+                                                               stream=5), dtype=dt)
+        assert np.array_equal(bits(a), bits(b))
+    u = F.rand([6], seed=1)
+    assert np.array_equal(bits(u), ref_bits("uniform", 1, 0, 0, 6))
+
+
+def _noisy(x):
+    return x + F.randn(x.shape, seed=3, offset=2**63 + 11, dtype=x.dtype, device=x.device)
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    x = torch.zeros(4, 5)
+    eager = _noisy(x)
+    torch._dynamo.reset()
+    compiled = torch.compile(_noisy, fullgraph=True, backend="aot_eager")(x)
+    assert np.array_equal(bits(compiled), bits(eager))
+
+
+def test_torch_compile_inductor_matches_eager():
+    x = torch.zeros(3, 4, dtype=torch.bfloat16)
+    torch._dynamo.reset()
+    compiled = torch.compile(_noisy, fullgraph=True)(x)
+    assert np.array_equal(bits(compiled), bits(_noisy(x)))
+
+
+def test_opcheck():
+    torch.library.opcheck(torch.ops.fastrand.draw.default,
+                          ([2, 3], 0, -5, 0, 3, torch.float32, torch.device("cpu")))
+    torch.library.opcheck(torch.ops.fastrand.draw_state.default,
+                          (torch.tensor([1, 2, 3]), [4], 0, torch.float32))
+
+
+def test_state_draws_advance_and_match_the_stream():
+    st = torch.tensor([9, 0, 1], dtype=torch.int64)
+    r1 = F.randn_from_state(st, (5,))
+    r2 = F.randn_from_state(st, [3], dtype=torch.float64)  # starts at 6, two positions each
+    assert st.tolist() == [9, 0, 12]
+    assert np.array_equal(bits(r1), ref_bits("normal", 9, 0, 1, 5))
+    assert np.array_equal(bits(r2), ref_bits("normal", 9, 0, 6, 3, "float64"))
+    with pytest.raises(ValueError, match="state"):
+        F.randn_from_state(torch.zeros(3, dtype=torch.int32), (2,))
+    with pytest.raises(TypeError, match="state"):
+        F.randn_from_state([1, 2, 3], (2,))
+
+
+def test_state_draws_compile():
+    def f(state):
+        return F.randn_from_state(state, (4,)) * 2
+
+    st1 = torch.tensor([4, 0, 0], dtype=torch.int64)
+    st2 = st1.clone()
+    torch._dynamo.reset()
+    cf = torch.compile(f, fullgraph=True, backend="aot_eager")
+    a, b = cf(st1), cf(st1)
+    c, d = f(st2), f(st2)
+    assert np.array_equal(bits(torch.cat([a, b])), bits(torch.cat([c, d])))
+    assert st1.tolist() == st2.tolist() == [4, 0, 8]
+
+
+# ---- CUDA-graph generator (GPU) --------------------------------------------------------------
+@pytest.mark.skipif(not CUDA, reason="no CUDA device")
+def test_cuda_graph_generator_replays_draw_fresh_noise():
+    shape = (2, 4, 16, 16)
+    n = 2 * 4 * 16 * 16
+    g = fastrand.CudaGraphGenerator(21, device="cuda", offset=3)
+    warm = fastrand.randn_tensor(shape, generator=g, device="cuda")  # eager: offsets 3 .. 3+n
+    static = torch.empty(shape, device="cuda", dtype=torch.bfloat16)
+    graph = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        with torch.cuda.graph(graph):
+            static.copy_(fastrand.randn_tensor(shape, generator=g, device="cuda",
+                                               dtype=torch.bfloat16))
+    torch.cuda.current_stream().wait_stream(s)
+    assert np.array_equal(bits(warm), ref_bits("normal", 21, 0, 3, n))
+    for k in range(3):
+        graph.replay()
+        torch.cuda.synchronize()
+        want = fastrand.randn(*shape, generator=fastrand.Generator(21, offset=3 + n * (k + 1)),
+                              dtype=torch.bfloat16)
+        assert np.array_equal(bits(static), bits(want)), k
+    assert g.get_offset() == 3 + 4 * n
+
+
+@pytest.mark.skipif(not CUDA, reason="no CUDA device")
+def test_cuda_graph_generator_float64_and_state_ops():
+    g = fastrand.CudaGraphGenerator(5, offset=1)
+    a = fastrand.randn(3, generator=g, device="cuda", dtype=torch.float64)  # starts at 2
+    assert g.get_offset() == 8
+    assert np.array_equal(bits(a), ref_bits("normal", 5, 0, 1, 3, "float64"))
+    b = F.randn_from_state(g.state, (7,))
+    assert np.array_equal(bits(b), ref_bits("normal", 5, 0, 8, 7))
+    with pytest.raises(ValueError, match="device"):
+        fastrand.randn(3, generator=g, device="cpu")
+
+
+def test_cuda_graph_generator_refused_without_cuda():
+    if CUDA:
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="device"):
+        fastrand.CudaGraphGenerator(0)
+
+
+# ---- selftest and determinism ----------------------------------------------------------------
+def test_selftest_cli_passes():
+    out = subprocess.run([sys.executable, "-m", "fastrand", "selftest"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "all checks passed" in out.stdout and "MISMATCH" not in out.stdout
+
+
+def test_selftest_reports_a_mismatch(monkeypatch):
+    from fastrand import _selftest
+
+    monkeypatch.setattr(_selftest, "GOLDEN_F32", [0] * 12)  # a wrong expectation must fail
+    import io
+
+    buf = io.StringIO()
+    assert _selftest.run(out=buf) == 1
+    assert "MISMATCH" in buf.getvalue()
+
+
+def test_enable_full_determinism_sets_and_restores():
+    before = (os.environ.get("CUBLAS_WORKSPACE_CONFIG"), torch.are_deterministic_algorithms_enabled(),
+              torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+              torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with fastrand.enable_full_determinism():
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+        assert torch.backends.cudnn.allow_tf32 is False
+    after = (os.environ.get("CUBLAS_WORKSPACE_CONFIG"), torch.are_deterministic_algorithms_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    assert after == before
+    handle = fastrand.enable_full_determinism(warn_only=True)
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    handle.restore()
+    handle.restore()  # idempotent
+    assert torch.are_deterministic_algorithms_enabled() == before[1]
+    with pytest.raises(TypeError, match="warn_only"):
+        fastrand.enable_full_determinism(warn_only="yes")
+
+
+def test_info_cli_is_json():
+    out = subprocess.run([sys.executable, "-m", "fastrand", "info"], capture_output=True,
+                         text=True, check=True)
+    assert json.loads(out.stdout)["stream_version"] == 1
