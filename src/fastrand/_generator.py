@@ -227,12 +227,17 @@ class _TorchTracker:
 
     @staticmethod
     def _fingerprint(g):
+        if g.device.type != "cpu":
+            try:  # Philox generators (CUDA and others): the state is (seed, offset)
+                return (g.initial_seed(), g.get_offset())
+            except (RuntimeError, AttributeError):
+                pass
         return hashlib.blake2b(g.get_state().numpy(), digest_size=16).digest()
 
     def _fresh_fingerprint(self, g, seed):
         import torch
 
-        key = (g.device.type, seed)
+        key = (str(g.device), seed)
         fp = self._fresh.get(key)
         if fp is None:
             fresh = torch.Generator(device=g.device)
