@@ -18,6 +18,8 @@ _FLOAT_CODES = {
     torch.float64: _C.DT_FLOAT64,
 }
 _WORD_DTYPES = (torch.int32,) + ((torch.uint32,) if hasattr(torch, "uint32") else ())
+_ITEMSIZE = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2, torch.float64: 8,
+             torch.int32: 4, **({torch.uint32: 4} if hasattr(torch, "uint32") else {})}
 _MAX_NUMEL = (1 << 63) - 1
 _CPU = torch.device("cpu")
 _HAS_CUDA_KERNEL = bool(_C.CUDA)
@@ -68,6 +70,12 @@ def _device_arg(device):
         if dev.index >= torch.cuda.device_count():
             raise ValueError(f"device: {dev} does not exist ({torch.cuda.device_count()} CUDA "
                              "devices)")
+    elif dev.type != "cpu":
+        try:  # a device torch can name but has no backend for (mps on Linux, xla, ...)
+            torch.empty(0, device=dev)
+        except (RuntimeError, NotImplementedError, AssertionError) as e:
+            raise ValueError(f"device: {dev} is not available to torch "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if len(_DEVICE_CACHE) < 256:
         _DEVICE_CACHE[device] = dev
     return dev
@@ -112,6 +120,16 @@ def _shape_arg(shape, name="shape"):
             raise ValueError(f"{name}: {tuple(dims)} has more than 2^63 - 1 elements")
         return tuple(dims)
     raise TypeError(f"{name}: expected a tuple or list of integers, got {type(shape).__name__}")
+
+
+def _check_bytes(shape, dtype, name):
+    """torch describes a tensor only if its byte size, counting zero-sized dimensions as 1,
+    fits in int64; refuse larger shapes here with the argument's name."""
+    total = 1
+    for d in shape:
+        total *= d if d > 1 else 1
+    if total * _ITEMSIZE[dtype] > _MAX_NUMEL:
+        raise ValueError(f"{name}: {tuple(shape)} of {dtype} needs more than 2^63 - 1 bytes")
 
 
 def _size_args(size, name="size"):
@@ -172,6 +190,12 @@ def _draw(shape, generator, device, dtype, kind, code):
             if len(generator) < shape[0]:
                 raise ValueError(f"generator: a list of {len(generator)} generators for a batch of "
                                  f"{shape[0]}; expected at least {shape[0]}")
+            for i in range(shape[0]):  # refuse before any generator has advanced
+                gi = generator[i]
+                if not (isinstance(gi, (Generator, torch.Generator)) or _is_graph_generator(gi)):
+                    raise TypeError(f"generator: element {i} of the list is a "
+                                    f"{type(gi).__name__}, expected a fastrand.Generator, "
+                                    "fastrand.CudaGraphGenerator or torch.Generator")
             row = n // shape[0] if shape[0] else 0
             flat = out.view(-1)
             for i in range(shape[0]):
@@ -206,18 +230,21 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
     torch.Generator of any device, None (torch's default generator), or a list of them: then row
     ``i`` of the batch (shape ``(1,) + shape[1:]``) comes from ``generator[i]``.
     """
-    shape = _shape_arg(shape)
+    return _normal(_shape_arg(shape), generator, device, dtype, layout, "shape")
+
+
+def _normal(shape, generator, device, dtype, layout, name):
     device = _device_arg(device)
     dtype, code = _float_dtype_arg(dtype)
     if layout is not None:
         _layout_arg(layout)
+    _check_bytes(shape, dtype, name)
     return _draw(shape, generator, device, dtype, _NORMAL, code)
 
 
 def randn(*size, generator=None, dtype=None, device=None, layout=None):
     """Like torch.randn: ``randn(2, 3)`` or ``randn((2, 3))``; the noise of randn_tensor."""
-    shape = _size_args(size)
-    return randn_tensor(shape, generator=generator, device=device, dtype=dtype, layout=layout)
+    return _normal(_size_args(size), generator, device, dtype, layout, "size")
 
 
 def rand(*size, generator=None, dtype=None, device=None, layout=None):
@@ -226,12 +253,16 @@ def rand(*size, generator=None, dtype=None, device=None, layout=None):
     device = _device_arg(device)
     dtype, code = _float_dtype_arg(dtype)
     _layout_arg(layout)
+    _check_bytes(shape, dtype, "size")
     return _draw(shape, generator, device, dtype, _UNIFORM, code)
 
 
 def _like_args(t, dtype, device):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"input: expected a torch.Tensor, got {type(t).__name__}")
+    if t.layout != torch.strided:
+        raise ValueError(f"input: has layout {t.layout}; fastrand draws only strided (dense) "
+                         "noise")
     return tuple(t.shape), (t.dtype if dtype is None else dtype), (t.device if device is None
                                                                      else device)
 
@@ -260,6 +291,7 @@ def random_words(*size, generator=None, device=None, dtype=torch.int32):
         raise TypeError(f"dtype: expected a torch.dtype, got {type(dtype).__name__}")
     if dtype not in _WORD_DTYPES:
         raise ValueError(f"dtype: raw words come as torch.int32 or torch.uint32, not {dtype}")
+    _check_bytes(shape, dtype, "size")
     return _draw(shape, generator, device, dtype, _WORDS, _C.DT_UINT32)
 
 

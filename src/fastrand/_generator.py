@@ -214,16 +214,24 @@ class _TorchTracker:
     Each draw advances the generator by a tiny amount (one 64-bit draw on the CPU, 4 Philox
     offsets on CUDA, no kernel) and remembers the state it leaves behind. At the next draw:
     the remembered state means nothing else touched the generator, so the draw continues where
-    the last one ended; the state manual_seed(initial_seed()) gives means the generator was
-    (re)seeded, so the draw starts at offset 0; any other state means torch's own ops used the
-    generator in between, so the draw starts past the furthest draw since the last seeding and
-    never repeats one.
+    the last one ended; a generator not seen before, in a state that a draw left some generator
+    in (a deepcopy, pickle or set_state copy), continues from there; the state manual_seed(initial_seed())
+    gives means the generator was (re)seeded, so the draw starts at offset 0; any other state
+    means torch's own ops used the generator in between, so the draw starts past the furthest
+    draw since the last seeding and never repeats one. (A copy made after torch's own ops
+    touched the generator, or restored in another process, cannot be recognised: it starts
+    as a new generator would.)
     """
+
+    MAX_AFTER = 1 << 16  # remembered post-draw states (copies of generators), oldest dropped
 
     def __init__(self):
         self._lock = threading.Lock()
         self._table = _GeneratorTable()
         self._fresh = OrderedDict()  # (device type, seed) -> fingerprint of manual_seed(seed)
+        # (device type, seed, fingerprint a draw left behind) -> (next offset, furthest end):
+        # lets a copy of a generator (deepcopy, pickle, set_state) continue where it was copied
+        self._after = OrderedDict()
 
     @staticmethod
     def _fingerprint(g):
@@ -264,14 +272,20 @@ class _TorchTracker:
         with self._lock:
             seed = g.initial_seed() % U64
             ent = self._table.get(g)
-            if ent is None or ent.seed != seed:
+            new = ent is None or ent.seed != seed
+            if new:
                 ent = _TorchEntry(seed)
                 self._table.put(g, ent)
             fp = self._fingerprint(g)
-            if ent.last is not None and fp == ent.last:
+            kind = g.device.type
+            if not new and fp == ent.last:
                 offset = ent.next
             elif fp == self._fresh_fingerprint(g, seed):
                 offset = ent.high = 0
+            elif new and (kind, seed, fp) in self._after:
+                # a generator this tracker has not seen, in a state one of our draws left
+                # behind: a deepcopy / pickle / set_state copy, which continues from there
+                offset, ent.high = self._after[(kind, seed, fp)]
             else:
                 offset = ent.high
             end = offset + (offset & 1 if two_words else 0) + (2 * n if two_words else n)
@@ -279,6 +293,9 @@ class _TorchTracker:
             ent.last = self._fingerprint(g)
             ent.next = end
             ent.high = max(ent.high, end)
+            self._after[(kind, seed, ent.last)] = (end, ent.high)
+            while len(self._after) > self.MAX_AFTER:
+                self._after.popitem(last=False)
             return seed, 0, offset % U64
 
 
