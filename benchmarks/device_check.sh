@@ -7,17 +7,20 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench-results}
-mkdir -p "$OUT"
+mkdir -p "$OUT" "${LOGS:-$OUT}"
 export FASTRAND_CUDA=1 FASTRAND_CUDA_ARCHS=${FASTRAND_CUDA_ARCHS:-90} PYTHONUNBUFFERED=1
 export FASTRAND_REQUIRE_CUDA_KERNEL=1
 PY=${PYTHON:-python3}
 declare -A RESULT
 
+LOGS=${LOGS:-$OUT}  # where bulky logs go (the build log and the SASS dump)
 step() {  # step NAME TIMEOUT_S COMMAND...
   local name=$1 limit=$2; shift 2
   echo "=== $name"
   local t0=$SECONDS
-  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
+  local dir=$OUT
+  [ "$name" = build ] && dir=$LOGS
+  timeout "$limit" "$@" 2>&1 | tee "$dir/$name.log"
   local rc=${PIPESTATUS[0]}
   RESULT[$name]="rc=$rc $((SECONDS - t0))s"
 }
@@ -30,13 +33,14 @@ step exhaustive 200 $PY benchmarks/device_exhaustive.py --out "$OUT"
 step bench 200 $PY benchmarks/bench_gpu.py --out "$OUT"
 so=$($PY -c "import fastrand._C as c; print(c.__file__)" 2>/dev/null)
 if [ -n "$so" ] && command -v cuobjdump >/dev/null; then
-  cuobjdump -sass "$so" > "$OUT/sass.txt" 2>/dev/null
-  $PY benchmarks/sass_count.py "$OUT/sass.txt" | tee "$OUT/sass_counts.txt"
+  cuobjdump -sass "$so" > "$LOGS/sass.txt" 2>/dev/null
+  $PY benchmarks/sass_count.py "$LOGS/sass.txt" > "$OUT/sass_counts.txt"
 fi
 
 echo
 echo "================ device check summary ================"
 for k in build tests exhaustive bench; do printf '%-12s %s\n' "$k" "${RESULT[$k]:-not run}"; done
+grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -20
 grep -E "passed|failed" "$OUT/tests.log" | tail -1
 grep -E "^EXHAUSTIVE" "$OUT/exhaustive.log" | tail -1
 sed -n '/^GPU summary/,$p' "$OUT/bench.log"
