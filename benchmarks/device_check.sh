@@ -28,7 +28,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 step build 240 $PY -m pip install --no-build-isolation --no-deps -v .
 (cd /tmp && $PY -m fastrand info) | tee "$OUT/info.json"
-step tests 240 $PY -m pytest -q -x -p no:cacheprovider tests
+step tests 240 $PY -m pytest -q -p no:cacheprovider tests
 step exhaustive 200 $PY benchmarks/device_exhaustive.py --out "$OUT"
 step bench 200 $PY benchmarks/bench_gpu.py --out "$OUT"
 so=$($PY -c "import fastrand._C as c; print(c.__file__)" 2>/dev/null)
