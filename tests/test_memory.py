@@ -104,7 +104,10 @@ def test_many_torch_generators_and_seeds_do_not_grow_the_tracker():
         fastrand.randn(2, generator=g)
     gc.collect()
     assert len(TORCH_TRACKER._fresh) <= 1024
-    assert _table_size() <= table0 + 3
+    if weak_ok:
+        assert _table_size() <= table0 + 3
+    else:  # torch < 2.13: identity-keyed, bounded
+        assert _table_size() <= _GeneratorTable.MAX_GENERATORS
     assert _rss() - rss0 < 16 * MiB
 
 
