@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
 
 from . import _C
-from ._generator import TORCH_TRACKER, Generator
+from ._generator import MAX_NUMEL as _MAX_NUMEL
+from ._generator import TORCH_TRACKER, Generator, check_shape
 
 _NORMAL, _UNIFORM, _WORDS = _C.KIND_NORMAL, _C.KIND_UNIFORM, _C.KIND_WORDS
 _FLOAT_CODES = {
@@ -20,7 +20,6 @@ _FLOAT_CODES = {
 _WORD_DTYPES = (torch.int32,) + ((torch.uint32,) if hasattr(torch, "uint32") else ())
 _ITEMSIZE = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2, torch.float64: 8,
              torch.int32: 4, **({torch.uint32: 4} if hasattr(torch, "uint32") else {})}
-_MAX_NUMEL = (1 << 63) - 1
 _CPU = torch.device("cpu")
 _HAS_CUDA_KERNEL = bool(_C.CUDA)
 _DT_FLOAT64 = _C.DT_FLOAT64
@@ -100,26 +99,7 @@ def _layout_arg(layout):
     raise ValueError(f"layout: only torch.strided is supported, not {layout}")
 
 
-def _shape_arg(shape, name="shape"):
-    if (type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape)
-            and math.prod(shape) <= _MAX_NUMEL):
-        return shape  # the common case, already valid
-    if isinstance(shape, (tuple, list, torch.Size)):
-        dims = []
-        for d in shape:
-            if isinstance(d, bool):
-                raise TypeError(f"{name}: sizes must be integers, got bool")
-            try:
-                d = operator.index(d)
-            except TypeError:
-                raise TypeError(f"{name}: sizes must be integers, got {type(d).__name__}") from None
-            if d < 0:
-                raise ValueError(f"{name}: sizes must be non-negative, got {tuple(shape)}")
-            dims.append(d)
-        if math.prod(dims) > _MAX_NUMEL:
-            raise ValueError(f"{name}: {tuple(dims)} has more than 2^63 - 1 elements")
-        return tuple(dims)
-    raise TypeError(f"{name}: expected a tuple or list of integers, got {type(shape).__name__}")
+_shape_arg = check_shape
 
 
 def _check_bytes(shape, dtype, name):

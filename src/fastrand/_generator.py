@@ -8,6 +8,7 @@ Both reserve positions atomically, so threads sharing a generator never get over
 from __future__ import annotations
 
 import hashlib
+import math
 import operator
 import os
 import struct
@@ -42,6 +43,33 @@ def check_u64(value, name):
     if not 0 <= v < U64:
         raise ValueError(f"{name}: expected an integer in [0, 2^64), got {v}")
     return v
+
+
+MAX_NUMEL = (1 << 63) - 1
+
+
+def check_shape(shape, name="shape"):
+    """A tuple or list (torch.Size is a tuple) of non-negative integers with fewer than 2^63
+    elements in all; returns it as a tuple of ints."""
+    if (type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape)
+            and math.prod(shape) <= MAX_NUMEL):
+        return shape  # the common case, already valid
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{name}: expected a tuple or list of integers, got {type(shape).__name__}")
+    dims = []
+    for d in shape:
+        if isinstance(d, bool):
+            raise TypeError(f"{name}: sizes must be integers, got bool")
+        try:
+            d = operator.index(d)
+        except TypeError:
+            raise TypeError(f"{name}: sizes must be integers, got {type(d).__name__}") from None
+        if d < 0:
+            raise ValueError(f"{name}: sizes must be non-negative, got {tuple(shape)}")
+        dims.append(d)
+    if math.prod(dims) > MAX_NUMEL:
+        raise ValueError(f"{name}: {tuple(dims)} has more than 2^63 - 1 elements")
+    return tuple(dims)
 
 
 def next_offset(offset, n, two_words):

@@ -12,14 +12,13 @@ torch.
 
 from __future__ import annotations
 
-import math
 import operator
 import os
 
 import numpy as np
 
 from . import _C
-from ._generator import check_seed, check_u64
+from ._generator import check_seed, check_shape, check_u64
 from ._generator import next_offset as _next_offset
 
 __all__ = ["randn", "rand", "random_words", "next_offset"]
@@ -63,23 +62,8 @@ def _dtype_arg(dtype):
 
 def _shape_arg(shape):
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, (tuple, list)):
-        raise TypeError(f"shape: expected a tuple or list of integers, got {type(shape).__name__}")
-    dims = []
-    for d in shape:
-        if isinstance(d, bool):
-            raise TypeError("shape: sizes must be integers, got bool")
-        try:
-            d = operator.index(d)
-        except TypeError:
-            raise TypeError(f"shape: sizes must be integers, got {type(d).__name__}") from None
-        if d < 0:
-            raise ValueError(f"shape: sizes must be non-negative, got {tuple(shape)}")
-        dims.append(d)
-    if math.prod(dims) > (1 << 63) - 1:
-        raise ValueError(f"shape: {tuple(dims)} has more than 2^63 - 1 elements")
-    return tuple(dims)
+        shape = (int(shape),)
+    return check_shape(shape)
 
 
 def _threads(threads):
