@@ -23,7 +23,7 @@ fastrand = C.import_fastrand()
 _C = fastrand._C
 
 LATENTS = [(1, 4, 64, 64), (1, 4, 128, 128), (1, 16, 21, 90, 160)]
-FLAT = [(1 << 16,), (1 << 20,), (1 << 22,), (1 << 24,)]
+FLAT = [(1 << 16,), (1 << 20,), (1 << 22,), (1 << 24,), (1 << 26,)]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 F64_SHAPES = [(1 << 20,), (1 << 22,)]  # float64 only here (torch.randn float64 is slow)
 REF_SHAPE = (1 << 22,)
