@@ -217,3 +217,15 @@ def test_info_cli_is_json():
     out = subprocess.run([sys.executable, "-m", "fastrand", "info"], capture_output=True,
                          text=True, check=True)
     assert json.loads(out.stdout)["stream_version"] == 1
+
+
+def test_lazy_package_attributes_in_a_fresh_process():
+    """`import fastrand` alone: submodules and the torch API resolve on attribute access."""
+    code = ("import sys, fastrand; assert 'torch' not in sys.modules; "
+            "assert fastrand._C.STREAM_VERSION == 1; fastrand.reference.words(0, 0, 0, 1); "
+            "fastrand.numpy.randn(2, seed=0); assert 'torch' not in sys.modules; "
+            "fastrand.functional.randn((2,), seed=0); fastrand.randn(2); "
+            "assert sorted(set(fastrand.__all__) - set(dir(fastrand))) == []; "
+            "import pytest; pytest.raises(AttributeError, getattr, fastrand, 'nope'); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

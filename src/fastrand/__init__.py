@@ -31,16 +31,22 @@ _LAZY = {
 __all__ = ["Generator", "STREAM_VERSION", "__version__", *sorted(_LAZY)]
 
 
+# submodules reachable as attributes (fastrand._C, fastrand.numpy, ...) before being imported
+_SUBMODULES = {"_C", "reference", "numpy", "functional"}
+
+
 def __getattr__(name):
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fastrand' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
