@@ -16,10 +16,10 @@
 #endif
 
 #if defined(__FAST_MATH__)
-#error "fastrand stream math must not be compiled with -ffast-math / -Ofast"
+#error "fastrand stream math must not be compiled with fast-math options"
 #endif
 #if defined(__CUDACC__) && defined(__USE_FAST_MATH__)
-#error "fastrand stream math must not be compiled with --use_fast_math"
+#error "fastrand stream math must not be compiled with nvcc fast-math"
 #endif
 
 #if defined(__CUDACC__)
