@@ -61,8 +61,7 @@ def _draw_state(state: torch.Tensor, shape: List[int], kind: int, dtype: torch.d
                            _raw_stream(index))
     else:  # host copy of the state (synchronises on non-CPU devices)
         seed, stream, offset = (int(v) % U64 for v in state.tolist())
-        _fill(out, n, out.device if out.device.type == "cpu" else out.device, kind, code, seed,
-              stream, offset)
+        _fill(out, n, out.device, kind, code, seed, stream, offset)
         state[2] = _i64(next_offset(offset, n, code == _C.DT_FLOAT64))
     return out
 
