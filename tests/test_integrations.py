@@ -164,6 +164,27 @@ def test_cuda_graph_generator_float64_and_state_ops():
         fastrand.randn(3, generator=g, device="cpu")
 
 
+@pytest.mark.skipif(not CUDA, reason="no CUDA device")
+def test_compile_reduce_overhead_draws_fresh_noise_per_call():
+    """torch.compile(mode="reduce-overhead") records CUDA graphs; draws from a state tensor
+    advance it on the device, so every call (graph replay) continues the stream."""
+    g = fastrand.CudaGraphGenerator(8, device="cuda")
+    n = 4 * 32
+
+    def f(x):
+        return x + F.randn_from_state(g.state, (4, 32))
+
+    torch._dynamo.reset()
+    cf = torch.compile(f, mode="reduce-overhead", fullgraph=True)
+    x = torch.zeros(4, 32, device="cuda")
+    outs = [cf(x).clone() for _ in range(5)]
+    torch.cuda.synchronize()
+    for k, out in enumerate(outs):
+        want = ref_bits("normal", 8, 0, k * n, n)
+        assert np.array_equal(bits(out).ravel(), want), k
+    assert g.get_offset() == 5 * n
+
+
 def test_cuda_graph_generator_refused_without_cuda():
     if CUDA:
         pytest.skip("CUDA is available here")
