@@ -26,6 +26,11 @@ struct SimdLanes {
   static F sqrt(F a) { return (F)_mm512_sqrt_ps((__m512)a); }
   static F cvt_u32(U v) { return (F)_mm512_cvtepu32_ps((__m512i)v); }  // correctly rounded
   static F cvt_small(U v) { return (F)_mm512_cvtepi32_ps((__m512i)v); }
+  static F cvt_i32(U v) { return cvt_small(v); }  // signed (exact for the values used)
+  static U sra(U v, int k) { return (U)((M)v >> k); }
+  static U mad(U a, uint32_t m, uint32_t c) { return a * m + c; }
+  static F abs(F a) { return (F)((U)a & splat_u(0x7fffffffu)); }
+  static F neg(F a) { return (F)((U)a ^ splat_u(0x80000000u)); }
   static U as_u(F f) { return (U)f; }
   static F as_f(U u) { return (F)u; }
   static F splat(float c) { return (F)_mm512_set1_ps(c); }
@@ -38,6 +43,7 @@ struct SimdLanes {
   static M uge(U a, U b) { return a >= b; }
   static M ne(M a, M b) { return a ^ b; }
   static M bit(U a, uint32_t mask) { return (a & splat_u(mask)) != 0; }
+  static M msb(U a) { return (M)a < 0; }
   static F sel(M m, F a, F b) { return m ? a : b; }
   static U sel_u(M m, U a, U b) { return m ? a : b; }
   static void mulhilo(uint32_t m, U a, U& hi, U& lo) {
@@ -94,6 +100,11 @@ struct SimdLanes {
     return fma(cvt_small(v >> 16), splat(65536.0f), cvt_small(v & splat_u(0xffffu)));
   }
   static F cvt_small(U v) { return (F)_mm256_cvtepi32_ps((__m256i)v); }
+  static F cvt_i32(U v) { return cvt_small(v); }  // signed (exact for the values used)
+  static U sra(U v, int k) { return (U)((M)v >> k); }
+  static U mad(U a, uint32_t m, uint32_t c) { return a * m + c; }
+  static F abs(F a) { return (F)((U)a & splat_u(0x7fffffffu)); }
+  static F neg(F a) { return (F)((U)a ^ splat_u(0x80000000u)); }
   static U as_u(F f) { return (U)f; }
   static F as_f(U u) { return (F)u; }
   static F splat(float c) { return (F)_mm256_set1_ps(c); }
@@ -104,6 +115,7 @@ struct SimdLanes {
   static M uge(U a, U b) { return a >= b; }
   static M ne(M a, M b) { return a ^ b; }
   static M bit(U a, uint32_t mask) { return (a & splat_u(mask)) != 0; }
+  static M msb(U a) { return (M)a < 0; }
   static F sel(M m, F a, F b) { return m ? a : b; }
   static U sel_u(M m, U a, U b) { return m ? a : b; }
   static void mulhilo(uint32_t m, U a, U& hi, U& lo) {
@@ -173,6 +185,11 @@ struct PairLanes {
   static F sqrt(F x) { return {L::sqrt(x.a), L::sqrt(x.b)}; }
   static F cvt_u32(U v) { return {L::cvt_u32(v.a), L::cvt_u32(v.b)}; }
   static F cvt_small(U v) { return {L::cvt_small(v.a), L::cvt_small(v.b)}; }
+  static F cvt_i32(U v) { return {L::cvt_i32(v.a), L::cvt_i32(v.b)}; }
+  static U sra(U v, int k) { return {L::sra(v.a, k), L::sra(v.b, k)}; }
+  static U mad(U v, uint32_t m, uint32_t c) { return {L::mad(v.a, m, c), L::mad(v.b, m, c)}; }
+  static F abs(F x) { return {L::abs(x.a), L::abs(x.b)}; }
+  static F neg(F x) { return {L::neg(x.a), L::neg(x.b)}; }
   static U as_u(F f) { return {L::as_u(f.a), L::as_u(f.b)}; }
   static F as_f(U u) { return {L::as_f(u.a), L::as_f(u.b)}; }
   static F splat(float c) { return {L::splat(c), L::splat(c)}; }
@@ -183,6 +200,7 @@ struct PairLanes {
   static M uge(U x, U y) { return {L::uge(x.a, y.a), L::uge(x.b, y.b)}; }
   static M ne(M x, M y) { return {L::ne(x.a, y.a), L::ne(x.b, y.b)}; }
   static M bit(U x, uint32_t mask) { return {L::bit(x.a, mask), L::bit(x.b, mask)}; }
+  static M msb(U x) { return {L::msb(x.a), L::msb(x.b)}; }
   static F sel(M m, F x, F y) { return {L::sel(m.a, x.a, y.a), L::sel(m.b, x.b, y.b)}; }
   static U sel_u(M m, U x, U y) { return {L::sel_u(m.a, x.a, y.a), L::sel_u(m.b, x.b, y.b)}; }
   static void mulhilo(uint32_t m, U x, U& hi, U& lo) {

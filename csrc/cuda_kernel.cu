@@ -19,75 +19,100 @@ using namespace v1;
 
 constexpr int THREADS = 256;
 
-// Stores one block's values with a single vector store (address aligned by the caller).
+// Stores block j's values with a single vector store: element j of the output seen as an array
+// of vectors (aligned by the caller).
 template <class T, int P>
 struct BlockStore;
 template <>
 struct BlockStore<float, 4> {
-  __device__ static void put(float* p, const float* v) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  template <class Idx>
+  __device__ static void put(float* out, Idx j, const float* v) {
+    reinterpret_cast<float4*>(out)[j] = make_float4(v[0], v[1], v[2], v[3]);
   }
 };
 template <>
 struct BlockStore<uint16_t, 4> {
-  __device__ static void put(uint16_t* p, const uint16_t* v) {
-    *reinterpret_cast<uint2*>(p) =
-        make_uint2(uint32_t(v[0]) | (uint32_t(v[1]) << 16), uint32_t(v[2]) | (uint32_t(v[3]) << 16));
+  template <class Idx>
+  __device__ static void put(uint16_t* out, Idx j, const uint16_t* v) {
+    reinterpret_cast<uint2*>(out)[j] = make_uint2(uint32_t(v[0]) | (uint32_t(v[1]) << 16),
+                                                  uint32_t(v[2]) | (uint32_t(v[3]) << 16));
   }
 };
 template <>
 struct BlockStore<uint32_t, 4> {
-  __device__ static void put(uint32_t* p, const uint32_t* v) {
-    *reinterpret_cast<uint4*>(p) = make_uint4(v[0], v[1], v[2], v[3]);
+  template <class Idx>
+  __device__ static void put(uint32_t* out, Idx j, const uint32_t* v) {
+    reinterpret_cast<uint4*>(out)[j] = make_uint4(v[0], v[1], v[2], v[3]);
   }
 };
 template <>
 struct BlockStore<double, 2> {
-  __device__ static void put(double* p, const double* v) {
-    *reinterpret_cast<double2*>(p) = make_double2(v[0], v[1]);
+  template <class Idx>
+  __device__ static void put(double* out, Idx j, const double* v) {
+    reinterpret_cast<double2*>(out)[j] = make_double2(v[0], v[1]);
   }
 };
 
+// The counter of block b_first + j. With 32-bit indices the launch guarantees that the low word
+// does not carry (lo32(b_first) + nblocks <= 2^32), so the high word is the same for the whole
+// launch and Philox's first rounds partly fold into per-launch constants.
+__device__ __forceinline__ Words4 block_counter(uint64_t b_first, uint32_t j, uint32_t s_lo,
+                                                uint32_t s_hi) {
+  return Words4{uint32_t(b_first) + j, uint32_t(b_first >> 32) & uint32_t(BLOCK_MASK >> 32),
+                s_lo, s_hi};
+}
+__device__ __forceinline__ Words4 block_counter(uint64_t b_first, uint64_t j, uint32_t s_lo,
+                                                uint32_t s_hi) {
+  const uint64_t b = (b_first + j) & BLOCK_MASK;
+  return Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi};
+}
+
 // Slot s of the request is position start - (start & 3) + S * s; value i is slot head + i.
 // Idx is uint32_t when every slot index fits in 32 bits (cheaper index math), else uint64_t.
-// Each thread takes UNROLL consecutive blocks per step (independent work for the scheduler).
+// Blocks [0, nvec) are whole and aligned (the request starts at a block boundary and the output
+// is aligned for vector stores; else nvec = 0): one unconditional vector store each, UNROLL
+// consecutive blocks per thread step. The rest (at most one tail block, or every block of an
+// unaligned request) store value by value with bounds checks.
 template <class Op, class Idx, int UNROLL, int NT>
-__global__ void __launch_bounds__(NT)
-    fill_kernel(typename Op::T* __restrict__ out, uint64_t n64, uint64_t start, uint64_t stream,
-                const __grid_constant__ RoundKeys rk, uint64_t nblocks64, uint64_t vector_end64) {
-  // The round keys are a kernel parameter: Philox's xors read them straight from the constant
-  // bank instead of recomputing the key schedule in every iteration.
+__device__ __forceinline__ void fill_blocks(typename Op::T* __restrict__ out, Idx n, Idx head,
+                                            uint64_t b_first, uint32_t s_lo, uint32_t s_hi,
+                                            const RoundKeys& rk, Idx nblocks, Idx nvec) {
   using T = typename Op::T;
   constexpr int P = Op::PER_BLOCK;
-  constexpr uint64_t S = 4 / P;
-  const Idx n = Idx(n64), nblocks = Idx(nblocks64);
-  // Blocks whose slots all lie below vector_end are written with one vector store (0 when the
-  // request starts inside a block or the output is not aligned for vector stores).
-  const Idx vector_end = Idx(vector_end64);
-  const Idx head = Idx((start & 3u) / S);
-  const uint64_t b_first = start >> 2;
-  const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
-  const Idx step = Idx(gridDim.x) * NT * UNROLL;
-  for (Idx j0 = (Idx(blockIdx.x) * NT + threadIdx.x) * UNROLL; j0 < nblocks; j0 += step) {
+  const Idx tid = Idx(blockIdx.x) * NT + threadIdx.x;
+  const Idx threads = Idx(gridDim.x) * NT;
+  const Idx step = threads * UNROLL;
+  const Idx nfull = nvec - nvec % UNROLL;  // whole steps: no exit inside a step
+  for (Idx j0 = tid * UNROLL; j0 < nfull; j0 += step) {
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
       const Idx j = j0 + u;
-      if (UNROLL > 1 && j >= nblocks) break;
-      const uint64_t b = (b_first + j) & BLOCK_MASK;
       T v[P];
-      Op::eval(philox_rk(Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi}, rk), v);
-      const Idx slot0 = j * P;
-      if (slot0 + P <= vector_end) {
-        BlockStore<T, P>::put(out + slot0, v);
-      } else {
-#pragma unroll
-        for (int e = 0; e < P; ++e) {
-          const Idx s = slot0 + e;
-          if (s >= head && s - head < n) out[s - head] = v[e];
-        }
-      }
+      Op::eval(philox_rk(block_counter(b_first, j, s_lo, s_hi), rk), v);
+      BlockStore<T, P>::put(out, j, v);
     }
   }
+  for (Idx j = nfull + tid; j < nblocks; j += threads) {
+    T v[P];
+    Op::eval(philox_rk(block_counter(b_first, j, s_lo, s_hi), rk), v);
+#pragma unroll
+    for (int e = 0; e < P; ++e) {
+      const Idx s = j * P + e;
+      if (s >= head && s - head < n) out[s - head] = v[e];
+    }
+  }
+}
+
+template <class Op, class Idx, int UNROLL, int NT>
+__global__ void __launch_bounds__(NT)
+    fill_kernel(typename Op::T* __restrict__ out, uint64_t n, uint64_t start, uint64_t stream,
+                const __grid_constant__ RoundKeys rk, uint64_t nblocks, uint64_t nvec) {
+  // The round keys are a kernel parameter: Philox's xors read them straight from the constant
+  // bank instead of recomputing the key schedule in every iteration.
+  constexpr uint64_t S = 4 / Op::PER_BLOCK;
+  fill_blocks<Op, Idx, UNROLL, NT>(out, Idx(n), Idx((start & 3u) / S), start >> 2,
+                                   uint32_t(stream), uint32_t(stream >> 32), rk, Idx(nblocks),
+                                   Idx(nvec));
 }
 
 __global__ void probe_kernel(int which, float* out, uint64_t first, uint64_t count) {
@@ -104,33 +129,16 @@ template <class Op>
 __global__ void __launch_bounds__(THREADS)
     fill_state_kernel(typename Op::T* __restrict__ out, uint64_t n, const uint64_t* __restrict__ state,
                       bool aligned) {
-  using T = typename Op::T;
   constexpr int P = Op::PER_BLOCK;
   constexpr uint64_t S = 4 / P;
   const uint64_t seed = state[0], stream = state[1];
   const uint64_t start = first_position(state[2], P);
-  const RoundKeys rk = make_round_keys(seed);
   const uint64_t head = (start & 3u) / S;
   const uint64_t nblocks = (head + n + P - 1) / P;
-  const uint64_t vector_end = (aligned && head == 0) ? n : 0;
-  const uint64_t b_first = start >> 2;
-  const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
-  const uint64_t step = uint64_t(gridDim.x) * THREADS;
-  for (uint64_t j = uint64_t(blockIdx.x) * THREADS + threadIdx.x; j < nblocks; j += step) {
-    const uint64_t b = (b_first + j) & BLOCK_MASK;
-    T v[P];
-    Op::eval(philox_rk(Words4{uint32_t(b), uint32_t(b >> 32), s_lo, s_hi}, rk), v);
-    const uint64_t slot0 = j * P;
-    if (slot0 + P <= vector_end) {
-      BlockStore<T, P>::put(out + slot0, v);
-    } else {
-#pragma unroll
-      for (int e = 0; e < P; ++e) {
-        const uint64_t sl = slot0 + e;
-        if (sl >= head && sl - head < n) out[sl - head] = v[e];
-      }
-    }
-  }
+  const uint64_t nvec = (aligned && head == 0) ? n / P : 0;
+  fill_blocks<Op, uint64_t, 1, THREADS>(out, n, head, start >> 2, uint32_t(stream),
+                                        uint32_t(stream >> 32), make_round_keys(seed), nblocks,
+                                        nvec);
 }
 
 __global__ void advance_state_kernel(uint64_t* state, uint64_t n, int per_block) {
@@ -190,11 +198,11 @@ unsigned grid_for(uint64_t work, int device, uint64_t ctas_per_sm, int threads =
 
 template <class Op, class Idx, int UNROLL, int NT = THREADS>
 void launch_shape(const Request& r, int device, cudaStream_t st, uint64_t start, uint64_t nblocks,
-                  uint64_t vector_end, uint64_t ctas_per_sm) {
-  const uint64_t work = (nblocks + UNROLL - 1) / UNROLL;
+                  uint64_t nvec, uint64_t ctas_per_sm) {
+  const uint64_t work = nvec > 0 ? (nvec + UNROLL - 1) / UNROLL : nblocks;
   fill_kernel<Op, Idx, UNROLL, NT><<<grid_for(work, device, ctas_per_sm, NT), NT, 0, st>>>(
       static_cast<typename Op::T*>(r.out), r.n, start, r.stream, make_round_keys(r.seed),
-      nblocks, vector_end);
+      nblocks, nvec);
 }
 
 template <class Op>
@@ -206,25 +214,27 @@ cudaError_t launch(const Request& r, int device, cudaStream_t st) {
   const uint64_t head = (start & 3u) / S;
   const uint64_t nblocks = (head + r.n + P - 1) / P;
   const bool aligned = (reinterpret_cast<uintptr_t>(r.out) % (sizeof(T) * P)) == 0;
-  const uint64_t vector_end = (aligned && head == 0) ? r.n : 0;
+  const uint64_t nvec = (aligned && head == 0) ? r.n / P : 0;  // whole blocks
   // 32-bit indices: every slot index, and a thread's index one grid step past the end (at most
-  // nblocks plus the grid), stays far below 2^32.
-  const bool narrow = nblocks * P < (uint64_t(1) << 30);
+  // nblocks plus the grid), stays far below 2^32; and the block counter's low word does not
+  // carry within the request (see block_counter).
+  const bool narrow = nblocks * P < (uint64_t(1) << 30) &&
+                      (start >> 2 & 0xffffffffu) + nblocks <= (uint64_t(1) << 32);
   const int v = g_variant;
   if (v == 1 || !narrow) {
-    launch_shape<Op, uint64_t, 1>(r, device, st, start, nblocks, vector_end, 16);
+    launch_shape<Op, uint64_t, 1>(r, device, st, start, nblocks, nvec, 16);
   } else if (v == 2) {
-    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_end, 8);
+    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, nvec, 8);
   } else if (v == 3) {
-    launch_shape<Op, uint32_t, 2>(r, device, st, start, nblocks, vector_end, 8);
+    launch_shape<Op, uint32_t, 2>(r, device, st, start, nblocks, nvec, 8);
   } else if (v == 4) {
-    launch_shape<Op, uint32_t, 1, 128>(r, device, st, start, nblocks, vector_end, 32);
+    launch_shape<Op, uint32_t, 1, 128>(r, device, st, start, nblocks, nvec, 32);
   } else if (v == 5) {
-    launch_shape<Op, uint32_t, 1, 512>(r, device, st, start, nblocks, vector_end, 8);
+    launch_shape<Op, uint32_t, 1, 512>(r, device, st, start, nblocks, nvec, 8);
   } else if (v == 6) {
-    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_end, 0);
+    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, nvec, 0);
   } else {
-    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, vector_end, 16);
+    launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, nvec, 16);
   }
   return cudaGetLastError();
 }

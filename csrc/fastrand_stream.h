@@ -136,10 +136,12 @@ FR_HD float f_sqrt_radius(float a) {
 #if defined(__CUDA_ARCH__)
   float y;
   asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(a));
+  // +-0 gives y = +-inf; capping |y| (a no-op on the stream's normal inputs, where y < 3000)
+  // makes the steps below return a itself for zero, as sqrt does, without a compare and select.
+  y = fminf(fabsf(y), 0x1p100f);
   const float s = __fmul_rn(a, y);
   const float h = __fmul_rn(0.5f, y);
-  const float r = __fmaf_rn(h, __fmaf_rn(-s, s, a), s);
-  return a == 0.0f ? a : r;
+  return __fmaf_rn(h, __fmaf_rn(-s, s, a), s);
 #else
   return __builtin_sqrtf(a);
 #endif
@@ -149,6 +151,20 @@ FR_HD float f_from_u32(uint32_t v) {  // correctly rounded conversion
   return __uint2float_rn(v);
 #else
   return float(v);
+#endif
+}
+FR_HD float f_from_i32(int32_t v) {  // correctly rounded conversion
+#if defined(__CUDA_ARCH__)
+  return __int2float_rn(v);
+#else
+  return float(v);
+#endif
+}
+FR_HD float f_abs(float a) {
+#if defined(__CUDA_ARCH__)
+  return fabsf(a);
+#else
+  return __builtin_fabsf(a);
 #endif
 }
 FR_HD float f_bits(uint32_t b) {
@@ -249,6 +265,8 @@ constexpr uint32_t HALF_PI_2M24 = 0x33c90fdbu;
 constexpr uint32_t S0 = 0xb94ca1f9u, S1 = 0x3c08839eu, S2 = 0xbe2aaaa3u, C0 = 0x37ccf5ceu,
                    C1 = 0xbab6061au, C2 = 0x3d2aaaa5u;
 constexpr uint32_t SIGN = 0x80000000u;
+// The bits of 2 * c for a normal binary32 constant c far below the overflow threshold.
+FR_HD constexpr uint32_t twice(uint32_t bits) { return bits + (1u << 23); }
 }  // namespace c32
 
 // The float32 math is written once over a lane type L: ScalarLanes (one value; host and
@@ -265,6 +283,19 @@ struct ScalarLanes {
   FR_HD static F sqrt(F a) { return f_sqrt_radius(a); }  // radius domain only
   FR_HD static F cvt_u32(U v) { return f_from_u32(v); }   // correctly rounded
   FR_HD static F cvt_small(U v) { return f_from_u32(v); } // v < 2^24: exact
+  FR_HD static F cvt_i32(U v) { return f_from_i32(int32_t(v)); }  // signed, exact here
+  FR_HD static U sra(U v, int k) { return uint32_t(int32_t(v) >> k); }  // arithmetic shift
+  FR_HD static U mad(U a, uint32_t m, uint32_t c) {  // a * m + c (mod 2^32)
+#if defined(__CUDA_ARCH__)
+    U r;  // one integer multiply-add (the compiler would rewrite it as shifts and masks)
+    asm("mad.lo.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(m), "r"(c));
+    return r;
+#else
+    return a * m + c;
+#endif
+  }
+  FR_HD static F abs(F a) { return f_abs(a); }
+  FR_HD static F neg(F a) { return -a; }  // sign flip (exact)
   FR_HD static U as_u(F f) { return bits_f(f); }
   FR_HD static F as_f(U u) { return f_bits(u); }
   FR_HD static F splat(float c) { return c; }
@@ -274,6 +305,18 @@ struct ScalarLanes {
   FR_HD static M uge(U a, U b) { return a >= b; }
   FR_HD static M ne(M a, M b) { return a != b; }
   FR_HD static M bit(U a, uint32_t mask) { return (a & mask) != 0u; }
+  FR_HD static M msb(U a) {  // bit 31 set
+#if defined(__CUDA_ARCH__)
+    // As a signed compare in PTX: the compiler's own form of the bit test costs two more
+    // instructions (shift, and, compare).
+    uint32_t r;
+    asm("{\n\t.reg .pred p;\n\tsetp.lt.s32 p, %1, 0;\n\tselp.u32 %0, 1, 0, p;\n\t}"
+        : "=r"(r) : "r"(a));
+    return r != 0u;
+#else
+    return int32_t(a) < 0;
+#endif
+  }
   FR_HD static F sel(M m, F a, F b) { return m ? a : b; }
   FR_HD static U sel_u(M m, U a, U b) { return m ? a : b; }
   FR_HD static void mulhilo(uint32_t m, U a, U& hi, U& lo) { mulhilo32(m, a, hi, lo); }
@@ -298,41 +341,56 @@ FR_HD Words4 block_words(uint64_t block, uint64_t stream, const RoundKeys& rk) {
                    rk);
 }
 
-// logC (Cephes logf polynomial), v positive and normal.
+// The float32 radius and angle below compute exactly the spec's values (section 3) with fewer
+// operations; each rewrite is exact, and the NumPy reference (fastrand.reference) keeps the
+// spec's literal form to check it against:
+//  - logC's exponent and mantissa come from one integer subtraction instead of a float compare
+//    and selects (see twice_log_c_t).
+//  - logC is evaluated scaled by 2: every constant of the chain is doubled, so each rounded step
+//    gives exactly twice the spec's value (a power-of-2 scale commutes with rounding while no
+//    intermediate overflows or is subnormal, which the spec guarantees; zeros keep their sign
+//    under a positive scale). -2 L is then a sign flip, which the GPU folds into an operand.
+//  - u = float(w0) * 2^-32 + 2^-33 is one fma: the product is exact, so fusing it changes
+//    nothing.
+//  - The angle's mirror is a signed reading of the quadrant offset (see angle32_t).
+
+// 2 * logC(v) (Cephes logf polynomial, spec section 3), v positive and normal.
 template <class L>
-FR_HD typename L::F log_c_t(typename L::F v) {
+FR_HD typename L::F twice_log_c_t(typename L::F v) {
   using namespace c32;
   using F = typename L::F;
   using U = typename L::U;
+  // The spec's m is mantissa(v) in [0.5, 1); it takes x = 2m - 1 and e - 1 when m < SQRTHF,
+  // i.e. when m's bits are below SQRTHF's. bits(v) - bits(SQRTHF) is ((e + 126) - 126) << 23
+  // plus the mantissa difference, which borrows from the exponent exactly when m < SQRTHF:
+  // shifted down arithmetically it is the spec's final e.
+  // x = m' - 1 with m' = v * 2^-e (m or 2m), fused: the product is exact, so the fma rounds
+  // once, like the spec's subtraction. 2^-e has the bits 0x3f800000 - (e << 23).
   const U b = L::as_u(v);
-  const U field = b >> 23;  // the spec's & 0xff is a no-op: v is positive
-  const F m = L::as_f((b & L::splat_u(0x807fffffu)) | L::splat_u(0x3f000000u));
-  const typename L::M low = L::lt(m, L::splat(f_bits(SQRTHF)));
-  // e = field - 126 (- 1 when low); every value here is a small integer, exact in binary32.
-  const F fe = L::sub(L::cvt_small(field), L::sel(low, L::splat(127.0f), L::splat(126.0f)));
-  const F x = L::sub(L::sel(low, L::add(m, m), m), L::splat(1.0f));
-  F y = L::splat(f_bits(P0));
-  y = L::fma(y, x, L::splat(f_bits(P1)));
-  y = L::fma(y, x, L::splat(f_bits(P2)));
-  y = L::fma(y, x, L::splat(f_bits(P3)));
-  y = L::fma(y, x, L::splat(f_bits(P4)));
-  y = L::fma(y, x, L::splat(f_bits(P5)));
-  y = L::fma(y, x, L::splat(f_bits(P6)));
-  y = L::fma(y, x, L::splat(f_bits(P7)));
-  y = L::fma(y, x, L::splat(f_bits(P8)));
+  const U e = L::sra(b - L::splat_u(SQRTHF), 23);
+  const F fe = L::cvt_i32(e);  // |e| <= 33: exact
+  const F x = L::fma(v, L::as_f(L::mad(e, 0xff800000u, 0x3f800000u)), L::splat(-1.0f));
+  F y = L::splat(f_bits(twice(P0)));
+  y = L::fma(y, x, L::splat(f_bits(twice(P1))));
+  y = L::fma(y, x, L::splat(f_bits(twice(P2))));
+  y = L::fma(y, x, L::splat(f_bits(twice(P3))));
+  y = L::fma(y, x, L::splat(f_bits(twice(P4))));
+  y = L::fma(y, x, L::splat(f_bits(twice(P5))));
+  y = L::fma(y, x, L::splat(f_bits(twice(P6))));
+  y = L::fma(y, x, L::splat(f_bits(twice(P7))));
+  y = L::fma(y, x, L::splat(f_bits(twice(P8))));
   const F z = L::mul(x, x);
   y = L::mul(L::mul(y, x), z);
-  y = L::fma(fe, L::splat(f_bits(Q1)), y);
-  y = L::fma(z, L::splat(-0.5f), y);
-  const F t = L::add(x, y);
-  return L::fma(fe, L::splat(f_bits(Q2)), t);
+  y = L::fma(fe, L::splat(f_bits(twice(Q1))), y);
+  y = L::sub(y, z);                                 // 2 F(z, -0.5f, y)
+  const F t = L::fma(x, L::splat(2.0f), y);         // 2 (x + y): 2x is exact
+  return L::fma(fe, L::splat(f_bits(twice(Q2))), t);
 }
 
 template <class L>
 FR_HD typename L::F radius32_t(typename L::U w0) {
-  const typename L::F u =
-      L::add(L::mul(L::cvt_u32(w0), L::splat(0x1p-32f)), L::splat(0x1p-33f));
-  return L::sqrt(L::mul(L::splat(-2.0f), log_c_t<L>(u)));
+  const typename L::F u = L::fma(L::cvt_u32(w0), L::splat(0x1p-32f), L::splat(0x1p-33f));
+  return L::sqrt(L::neg(twice_log_c_t<L>(u)));  // -(2 L) is the spec's -2.0f * L, +0 -> -0
 }
 
 // sin and cos of the angle encoded by w1, integer quadrant reduction.
@@ -341,10 +399,13 @@ FR_HD void angle32_t(typename L::U w1, typename L::F& sin_out, typename L::F& co
   using namespace c32;
   using F = typename L::F;
   using U = typename L::U;
-  U t = (w1 >> 6) & L::splat_u(0xffffffu);
-  const typename L::M mirror = L::ugt(t, L::splat_u(0x800000u));
-  t = L::sel_u(mirror, L::splat_u(0x1000000u) - t, t);
-  const F a = L::mul(L::cvt_small(t), L::splat(f_bits(HALF_PI_2M24)));
+  // The spec's t (bits 29..6 of w1) at the top of a word: v = t * 2^8. Read as a signed
+  // integer, v is t * 2^8 for t < 2^23 and (t - 2^24) * 2^8 above, so |v| = t' * 2^8 with t'
+  // the spec's mirrored t (t = 2^23 reads -2^31: |v| = 2^31, unmirrored as in the spec).
+  // float(v) is exact (at most 24 significant bits), and the 2^-8 is folded into the constant.
+  const U v = (w1 << 2) & L::splat_u(0xffffff00u);
+  const typename L::M mirror = L::ugt(v, L::splat_u(0x80000000u));  // t > 2^23
+  const F a = L::mul(L::abs(L::cvt_i32(v)), L::splat(f_bits(HALF_PI_2M24 - (8u << 23))));
   const F z = L::mul(a, a);
   F ps = L::fma(L::splat(f_bits(S0)), z, L::splat(f_bits(S1)));
   ps = L::fma(ps, z, L::splat(f_bits(S2)));
@@ -353,10 +414,11 @@ FR_HD void angle32_t(typename L::U w1, typename L::F& sin_out, typename L::F& co
   pc = L::fma(pc, z, L::splat(f_bits(C2)));
   const F c = L::add(L::fma(z, L::splat(-0.5f), L::mul(L::mul(pc, z), z)), L::splat(1.0f));
   // The quadrant q = w1 >> 30. Mirroring swaps sine and cosine, and so do odd quadrants;
-  // sin is negated in quadrants 2, 3 (bit 31 of w1), cos in quadrants 1, 2 (bit 31 ^ bit 30).
-  const typename L::M swap = L::ne(mirror, L::bit(w1, 0x40000000u));
+  // sin is negated in quadrants 2, 3 (bit 31 of w1), cos in quadrants 1, 2 (bit 31 ^ bit 30,
+  // which is bit 31 of w1 + 2^30: the carry out of bit 30 flips bit 31 when bit 30 is set).
+  const typename L::M swap = L::ne(mirror, L::msb(w1 << 1));  // bit 30 of w1
   const U sin_sign = w1 & L::splat_u(0x80000000u);
-  const U cos_sign = (w1 ^ (w1 << 1)) & L::splat_u(0x80000000u);
+  const U cos_sign = (w1 + L::splat_u(0x40000000u)) & L::splat_u(0x80000000u);
   sin_out = L::as_f(L::as_u(L::sel(swap, c, s)) ^ sin_sign);
   cos_out = L::as_f(L::as_u(L::sel(swap, s, c)) ^ cos_sign);
 }
@@ -376,7 +438,7 @@ FR_HD void normals4_t(typename L::U w0, typename L::U w1, typename L::U w2, type
   out[3] = L::mul(r1, c1);
 }
 
-FR_HD float log_c(float v) { return log_c_t<ScalarLanes>(v); }
+FR_HD float log_c(float v) { return f_mul(0.5f, twice_log_c_t<ScalarLanes>(v)); }  // exact
 FR_HD float radius32(uint32_t w0) { return radius32_t<ScalarLanes>(w0); }
 FR_HD void angle32(uint32_t w1, float& s, float& c) { angle32_t<ScalarLanes>(w1, s, c); }
 FR_HD void normals4_f32(Words4 w, float out[4]) {
