@@ -36,7 +36,8 @@ LARGE = 1 << 24  # from here on: fewer repeats for the blocking diffusers path
 HUGE_BYTES = 1 << 30  # configurations this big need free GPU memory (checked before)
 NO_KERNEL_MAX_NUMEL = 1 << 28  # a build without the CUDA kernel skips fastrand from here on
 VARIANT_CASES = [((1 << 26,), torch.float32), ((1 << 26,), torch.bfloat16),
-                 ((1 << 28,), torch.float32), ((1, 4, 128, 128), torch.float32)]
+                 ((1 << 28,), torch.float32), ((1 << 28,), torch.bfloat16),
+                 ((1, 4, 128, 128), torch.float32)]
 
 METHODS = ["fastrand", "torch.randn", "diffusers", "fill_"]
 
@@ -270,12 +271,21 @@ def variant_sweep(fastrand, st):
             def fn(shape=shape, dtype=dtype, g=g):
                 return fastrand.randn_tensor(shape, generator=g, device=DEVICE, dtype=dtype)
 
+            try:  # torch in the same sweep, so each variant's ratio has a fresh reference
+                torch_us = measure_async(
+                    lambda shape=shape, dtype=dtype: torch.randn(shape, device=DEVICE,
+                                                                 dtype=dtype), st)["kernel_us"]
+            except Exception:  # noqa: BLE001
+                torch_us = None
+                _sync_quietly()
             for v in range(count):
                 row = {"shape": C.fmt_shape(shape), "dtype": C.dtype_name(dtype), "variant": v}
                 try:
                     _C.cuda_set_variant(v)
                     row.update(measure_async(fn, st))
                     row["gelem_s"] = ratio(numel(shape), row["kernel_us"] * 1e3)
+                    row["torch_us"] = torch_us
+                    row["vs_torch"] = ratio(torch_us, row["kernel_us"]) if torch_us else None
                 except Exception as e:  # noqa: BLE001
                     row["error"] = f"error: {e!r}"
                     _sync_quietly()
@@ -307,7 +317,9 @@ COLUMNS = [("shape", "shape"), ("dtype", "dtype"), ("method", "method"),
 OVERHEAD_COLUMNS = [("call", "call"), ("wall_us", "wall us/call"), ("overhead_us", "+us"),
                     ("kernel_us", "kernel us"), ("error", "note")]
 VARIANT_COLUMNS = [("shape", "shape"), ("dtype", "dtype"), ("variant", "variant"),
-                   ("kernel_us", "kernel us"), ("gelem_s", "G elem/s"), ("error", "note")]
+                   ("kernel_us", "kernel us"), ("gelem_s", "G elem/s"),
+                   ("torch_us", "torch.randn us"), ("vs_torch", "vs torch (kern)", _x),
+                   ("error", "note")]
 
 
 def _get(rows, shape, dtype_name, method):

@@ -28,7 +28,7 @@ struct SimdLanes {
   static F cvt_small(U v) { return (F)_mm512_cvtepi32_ps((__m512i)v); }
   static F cvt_i32(U v) { return cvt_small(v); }  // signed (exact for the values used)
   static U sra(U v, int k) { return (U)((M)v >> k); }
-  static U mad(U a, uint32_t m, uint32_t c) { return a * m + c; }
+  static U mad(U a, uint32_t m, U c) { return a * m + c; }
   static F abs(F a) { return (F)((U)a & splat_u(0x7fffffffu)); }
   static F neg(F a) { return (F)((U)a ^ splat_u(0x80000000u)); }
   static U as_u(F f) { return (U)f; }
@@ -102,7 +102,7 @@ struct SimdLanes {
   static F cvt_small(U v) { return (F)_mm256_cvtepi32_ps((__m256i)v); }
   static F cvt_i32(U v) { return cvt_small(v); }  // signed (exact for the values used)
   static U sra(U v, int k) { return (U)((M)v >> k); }
-  static U mad(U a, uint32_t m, uint32_t c) { return a * m + c; }
+  static U mad(U a, uint32_t m, U c) { return a * m + c; }
   static F abs(F a) { return (F)((U)a & splat_u(0x7fffffffu)); }
   static F neg(F a) { return (F)((U)a ^ splat_u(0x80000000u)); }
   static U as_u(F f) { return (U)f; }
@@ -187,7 +187,7 @@ struct PairLanes {
   static F cvt_small(U v) { return {L::cvt_small(v.a), L::cvt_small(v.b)}; }
   static F cvt_i32(U v) { return {L::cvt_i32(v.a), L::cvt_i32(v.b)}; }
   static U sra(U v, int k) { return {L::sra(v.a, k), L::sra(v.b, k)}; }
-  static U mad(U v, uint32_t m, uint32_t c) { return {L::mad(v.a, m, c), L::mad(v.b, m, c)}; }
+  static U mad(U v, uint32_t m, U c) { return {L::mad(v.a, m, c.a), L::mad(v.b, m, c.b)}; }
   static F abs(F x) { return {L::abs(x.a), L::abs(x.b)}; }
   static F neg(F x) { return {L::neg(x.a), L::neg(x.b)}; }
   static U as_u(F f) { return {L::as_u(f.a), L::as_u(f.b)}; }

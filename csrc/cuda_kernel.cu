@@ -178,14 +178,15 @@ struct DeviceGuard {
 // same bits; they differ only in how work is spread. Variant 0 is the default; the others exist
 // for the GPU benchmark (fastrand._C.cuda_set_variant) and are tested for identity.
 //   0: 32-bit indices where they fit, 1 block per thread step, grid capped at 16 CTAs per SM
-//   1: 64-bit indices, 1 block per thread step, grid capped at 16 CTAs per SM (plain kernel)
+//   1: 64-bit indices, 1 block per thread step, grid capped at 16 CTAs per SM
 //   2: 32-bit indices where they fit, 1 block per thread step, grid capped at 8 CTAs per SM
 //   3: 32-bit indices where they fit, 2 blocks per thread step, grid capped at 8 CTAs per SM
 //   4: as 0 with 128-thread CTAs, grid capped at 32 CTAs per SM
 //   5: as 0 with 512-thread CTAs, grid capped at 8 CTAs per SM
 //   6: as 0 with one Philox block per thread and no grid cap (no loop)
-// (H200: one block per step beat 2 and 4 blocks per step; see benchmarks/bench_gpu.py.)
-constexpr int N_VARIANTS = 7;
+//   7: 32-bit indices where they fit, 2 blocks per thread step, grid capped at 16 CTAs per SM
+//   8: 32-bit indices where they fit, 4 blocks per thread step, grid capped at 8 CTAs per SM
+constexpr int N_VARIANTS = 9;
 int g_variant = 0;
 
 unsigned grid_for(uint64_t work, int device, uint64_t ctas_per_sm, int threads = THREADS) {
@@ -233,6 +234,10 @@ cudaError_t launch(const Request& r, int device, cudaStream_t st) {
     launch_shape<Op, uint32_t, 1, 512>(r, device, st, start, nblocks, nvec, 8);
   } else if (v == 6) {
     launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, nvec, 0);
+  } else if (v == 7) {
+    launch_shape<Op, uint32_t, 2>(r, device, st, start, nblocks, nvec, 16);
+  } else if (v == 8) {
+    launch_shape<Op, uint32_t, 4>(r, device, st, start, nblocks, nvec, 8);
   } else {
     launch_shape<Op, uint32_t, 1>(r, device, st, start, nblocks, nvec, 16);
   }

@@ -285,7 +285,7 @@ struct ScalarLanes {
   FR_HD static F cvt_small(U v) { return f_from_u32(v); } // v < 2^24: exact
   FR_HD static F cvt_i32(U v) { return f_from_i32(int32_t(v)); }  // signed, exact here
   FR_HD static U sra(U v, int k) { return uint32_t(int32_t(v) >> k); }  // arithmetic shift
-  FR_HD static U mad(U a, uint32_t m, uint32_t c) {  // a * m + c (mod 2^32)
+  FR_HD static U mad(U a, uint32_t m, U c) {  // a * m + c (mod 2^32)
 #if defined(__CUDA_ARCH__)
     U r;  // one integer multiply-add (the compiler would rewrite it as shifts and masks)
     asm("mad.lo.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(m), "r"(c));
@@ -364,12 +364,11 @@ FR_HD typename L::F twice_log_c_t(typename L::F v) {
   // i.e. when m's bits are below SQRTHF's. bits(v) - bits(SQRTHF) is ((e + 126) - 126) << 23
   // plus the mantissa difference, which borrows from the exponent exactly when m < SQRTHF:
   // shifted down arithmetically it is the spec's final e.
-  // x = m' - 1 with m' = v * 2^-e (m or 2m), fused: the product is exact, so the fma rounds
-  // once, like the spec's subtraction. 2^-e has the bits 0x3f800000 - (e << 23).
+  // x = (m or 2m) - 1 = v * 2^-e - 1: bits(v) - (e << 23), as one integer multiply-add.
   const U b = L::as_u(v);
   const U e = L::sra(b - L::splat_u(SQRTHF), 23);
   const F fe = L::cvt_i32(e);  // |e| <= 33: exact
-  const F x = L::fma(v, L::as_f(L::mad(e, 0xff800000u, 0x3f800000u)), L::splat(-1.0f));
+  const F x = L::sub(L::as_f(L::mad(e, 0xff800000u, b)), L::splat(1.0f));
   F y = L::splat(f_bits(twice(P0)));
   y = L::fma(y, x, L::splat(f_bits(twice(P1))));
   y = L::fma(y, x, L::splat(f_bits(twice(P2))));

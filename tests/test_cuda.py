@@ -128,7 +128,8 @@ def test_cuda_launch_error_is_an_exception():
 def test_every_launch_shape_gives_the_same_bits():
     if not _C.CUDA:
         pytest.skip("no CUDA kernel in this build")
-    cases = [(n, off) for n in (0, 1, 5, 4099, 1_000_003) for off in (0, 1, 2, 7)]
+    # sizes whose whole blocks are not a multiple of 2 or 4 (the multi-block steps' remainder)
+    cases = [(n, off) for n in (0, 1, 5, 4099, 4109, 4114, 1_000_003) for off in (0, 1, 2, 7)]
     try:
         for v in range(_C.cuda_variant_count()):
             _C.cuda_set_variant(v)
@@ -139,5 +140,26 @@ def test_every_launch_shape_gives_the_same_bits():
                     assert np.array_equal(bits(gpu), bits(cpu)), (v, kind, dtype, n, off)
         with pytest.raises(ValueError):
             _C.cuda_set_variant(_C.cuda_variant_count())
+    finally:
+        _C.cuda_set_variant(0)
+
+
+@pytest.mark.parametrize("kind,dtype", KINDS)
+def test_block_counter_low_word_carry(kind, dtype):
+    """A request whose blocks cross block 2^32 (the counter's low word carries): launches with
+    32-bit indices assume no carry and must hand such requests to the 64-bit-index kernel."""
+    if not _C.CUDA:
+        pytest.skip("no CUDA kernel in this build")
+    try:
+        for v in range(_C.cuda_variant_count()):
+            _C.cuda_set_variant(v)
+            for n in (8, 4101, 1 << 16):
+                for off in ((1 << 34) - 16, (1 << 34) - 16 + 3, (1 << 34) - 4 * (n // 8)):
+                    gpu = draw(kind, n, 7, 11, off, dtype, device="cuda")
+                    cpu = draw(kind, n, 7, 11, off, dtype)
+                    assert np.array_equal(bits(gpu), bits(cpu)), (v, kind, dtype, n, off)
+                    if n == 8:
+                        want = ref_bits(kind, 7, 11, off, n, dtype)
+                        assert np.array_equal(bits(gpu), want)
     finally:
         _C.cuda_set_variant(0)

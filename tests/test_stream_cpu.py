@@ -201,3 +201,51 @@ def test_simd_vector_tails(isa, kind, dtype, cpu_isa):
     for offset in ((1 << 34) - 4 * 5, (1 << 64) - 4 * 7 - 1):
         got = bits(draw(kind, 200, seed, stream, offset, dtype))
         assert np.array_equal(got, ref_bits(kind, seed, stream, offset, 200, dtype)), offset
+
+
+def _probe(which, first, count):
+    out = np.empty(count * (1 if which == _C.PROBE_RADIUS32 else 2), np.float32)
+    _C.probe_cpu(which, out.ctypes.data, first, count, 2)
+    return out.view(np.uint32)
+
+
+def _radius_windows():
+    """Radius words where the float32 math changes regime: u = float(w0) 2^-32 + 2^-33 crosses
+    a power of two (logC's exponent steps) near w0 = 2^k, logC's mantissa crosses SQRTHF near
+    w0 = SQRTHF 2^(k+1), u rounds to 1 (radius -0) at the top; plus a random window."""
+    wins = [(0, 1 << 14), ((1 << 32) - (1 << 14), 1 << 14),
+            (random.Random(5).randrange(1 << 32 - 18) << 18, 1 << 18)]
+    for k in range(1, 32):
+        for centre in (1 << k, int(0.70710678 * (1 << (k + 1)))):
+            lo = max(0, centre - 512)
+            wins.append((lo, min(1024, (1 << 32) - lo)))
+    # u's significand exactly at SQRTHF's (0xb504f3) and its neighbours: w0 = M << s gives
+    # u = M 2^(s-32) for s >= 1 (the 2^-33 is below half an ulp), w0 = (M - 1) / 2 gives
+    # u = M 2^-33 exactly
+    for m in range(0xB504F3 - 3, 0xB504F3 + 4):
+        wins += [(m << s, 1) for s in range(1, 9)]
+    wins.append(((0xB504F3 - 1) // 2 - 8, 16))
+    return wins
+
+
+def test_radius_regimes_equal_reference():
+    """The header's radius32 (compiled, scalar) against the reference at every regime edge."""
+    for first, count in _radius_windows():
+        got = _probe(_C.PROBE_RADIUS32, first, count)
+        want = bits(ref.radius32(np.arange(first, first + count, dtype=np.uint64)
+                                 .astype(np.uint32)))
+        assert np.array_equal(got, want), hex(first)
+
+
+def test_angle_regimes_equal_reference():
+    """sin/cos at the angle's edges in every quadrant: t near 0, the mirror point 2^23 and the
+    quadrant end, plus a random window (w1 = i << 6, i = quadrant * 2^24 + t)."""
+    wins = [(random.Random(6).randrange(1 << 26 - 18) << 18, 1 << 18)]
+    for q in range(4):
+        base = q << 24
+        wins += [(base, 4096), (base + (1 << 23) - 2048, 4096), (base + (1 << 24) - 4096, 4096)]
+    for first, count in wins:
+        got = _probe(_C.PROBE_ANGLE32, first, count).reshape(-1, 2)
+        s, c = ref.angle32(np.arange(first, first + count, dtype=np.uint32) << np.uint32(6))
+        assert np.array_equal(got[:, 0], bits(s)), hex(first)
+        assert np.array_equal(got[:, 1], bits(c)), hex(first)
