@@ -70,9 +70,11 @@ __device__ __forceinline__ Words4 block_counter(uint64_t b_first, uint64_t j, ui
 // Slot s of the request is position start - (start & 3) + S * s; value i is slot head + i.
 // Idx is uint32_t when every slot index fits in 32 bits (cheaper index math), else uint64_t.
 // Blocks [0, nvec) are whole and aligned (the request starts at a block boundary and the output
-// is aligned for vector stores; else nvec = 0): one unconditional vector store each, UNROLL
-// consecutive blocks per thread step. The rest (at most one tail block, or every block of an
-// unaligned request) store value by value with bounds checks.
+// is aligned for vector stores; else nvec = 0) and get one unconditional vector store each.
+// With UNROLL > 1 a thread computes UNROLL blocks per step, one grid width apart (each store
+// instruction stays coalesced across the warp), over whole steps only. The rest (a partial
+// last step, a partial tail block, or every block of an unaligned request) goes through a
+// second loop that checks each block.
 template <class Op, class Idx, int UNROLL, int NT>
 __device__ __forceinline__ void fill_blocks(typename Op::T* __restrict__ out, Idx n, Idx head,
                                             uint64_t b_first, uint32_t s_lo, uint32_t s_hi,
@@ -81,20 +83,33 @@ __device__ __forceinline__ void fill_blocks(typename Op::T* __restrict__ out, Id
   constexpr int P = Op::PER_BLOCK;
   const Idx tid = Idx(blockIdx.x) * NT + threadIdx.x;
   const Idx threads = Idx(gridDim.x) * NT;
-  const Idx step = threads * UNROLL;
-  const Idx nfull = nvec - nvec % UNROLL;  // whole steps: no exit inside a step
-  for (Idx j0 = tid * UNROLL; j0 < nfull; j0 += step) {
-#pragma unroll
-    for (int u = 0; u < UNROLL; ++u) {
-      const Idx j = j0 + u;
+  Idx rest = nvec;  // first block of the checked loop
+  if constexpr (UNROLL == 1) {
+    for (Idx j = tid; j < nvec; j += threads) {
       T v[P];
       Op::eval(philox_rk(block_counter(b_first, j, s_lo, s_hi), rk), v);
       BlockStore<T, P>::put(out, j, v);
     }
+  } else {
+    const Idx step = threads * UNROLL;
+    rest = nvec - nvec % step;
+    for (Idx j0 = tid; j0 < rest; j0 += step) {
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        const Idx j = j0 + Idx(u) * threads;
+        T v[P];
+        Op::eval(philox_rk(block_counter(b_first, j, s_lo, s_hi), rk), v);
+        BlockStore<T, P>::put(out, j, v);
+      }
+    }
   }
-  for (Idx j = nfull + tid; j < nblocks; j += threads) {
+  for (Idx j = rest + tid; j < nblocks; j += threads) {
     T v[P];
     Op::eval(philox_rk(block_counter(b_first, j, s_lo, s_hi), rk), v);
+    if (j < nvec) {
+      BlockStore<T, P>::put(out, j, v);
+      continue;
+    }
 #pragma unroll
     for (int e = 0; e < P; ++e) {
       const Idx s = j * P + e;

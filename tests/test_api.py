@@ -151,3 +151,49 @@ def test_refused_other_entry_points():
         fastrand.randn(-1)
     with pytest.raises(ValueError, match="generator"):
         fastrand.randn_tensor((), generator=[fastrand.Generator(0), fastrand.Generator(1)])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_repeated_calls_take_the_fast_path_and_stay_exact(dtype):
+    """randn_tensor remembers validated (shape, device, dtype) calls; the remembered path must
+    give the same stream (and float64's even-offset rule) as the first, fully checked call."""
+    from fastrand import _api
+
+    name = str(dtype).split(".")[-1]
+    shape = (2, 3, 7)
+    n = 2 * 3 * 7
+    for device in (None, "cpu", torch.device("cpu")):
+        g = fastrand.Generator(77, offset=5)  # odd: float64 skips to an even position
+        first = fastrand.randn_tensor(shape, generator=g, device=device, dtype=dtype)
+        assert (shape, device, dtype) in _api._FAST_NORMAL
+        offset = g.get_offset()
+        second = fastrand.randn_tensor(shape, generator=g, device=device, dtype=dtype)
+        assert second.shape == shape and second.dtype == dtype and second.device.type == "cpu"
+        assert np.array_equal(bits(first).ravel(), ref_bits("normal", 77, 0, 5, n, name))
+        assert np.array_equal(bits(second).ravel(), ref_bits("normal", 77, 0, offset, n, name))
+        assert g.get_offset() == fastrand.Generator(77, offset=offset).get_offset() + (
+            2 * n if dtype == torch.float64 else n)
+    empty = fastrand.randn_tensor((0, 3), generator=g, dtype=dtype)
+    assert fastrand.randn_tensor((0, 3), generator=g, dtype=dtype).shape == empty.shape == (0, 3)
+
+
+def test_fast_path_does_not_skip_checks():
+    """Values that compare equal to a remembered call's arguments but are refused by the checks
+    (bool or float sizes, bool or float devices) are still refused."""
+    g = fastrand.Generator(1)
+    fastrand.randn_tensor((2, 3), generator=g, dtype=torch.float32)
+    fastrand.randn_tensor((2, 3), generator=g, dtype=torch.float32)
+    with pytest.raises(TypeError, match="shape"):
+        fastrand.randn_tensor((2.0, 3), generator=g, dtype=torch.float32)
+    with pytest.raises(TypeError, match="shape"):
+        fastrand.randn_tensor((True, 3), generator=g, dtype=torch.float32)
+    fastrand.randn_tensor((1, 3), generator=g, dtype=torch.float32)
+    with pytest.raises(TypeError, match="shape"):
+        fastrand.randn_tensor((True, 3), generator=g, dtype=torch.float32)
+    with pytest.raises(TypeError, match="device"):
+        fastrand.randn_tensor((2, 3), generator=g, device=False, dtype=torch.float32)
+    with pytest.raises(TypeError, match="device"):
+        fastrand.randn_tensor((2, 3), generator=g, device=0.0, dtype=torch.float32)
+    with pytest.raises(ValueError, match="layout"):
+        fastrand.randn_tensor((2, 3), generator=g, dtype=torch.float32, layout=torch.sparse_coo)
+    assert g.get_offset() == 6 + 6 + 3  # refused calls did not advance the generator

@@ -163,3 +163,18 @@ def test_block_counter_low_word_carry(kind, dtype):
                         assert np.array_equal(bits(gpu), want)
     finally:
         _C.cuda_set_variant(0)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda")])
+def test_repeated_cuda_calls_fast_path(device):
+    """randn_tensor's remembered-call path on CUDA (index-less devices included) continues the
+    stream exactly like the first, fully checked call."""
+    g = fastrand.Generator(4242, offset=3)
+    cpu = fastrand.Generator(4242, offset=3)
+    for _ in range(3):
+        for dtype in (torch.float32, torch.float16, torch.float64):
+            a = fastrand.randn_tensor((2, 4, 9, 9), generator=g, device=device, dtype=dtype)
+            assert a.device.type == "cuda" and a.get_device() == torch.cuda.current_device()
+            b = fastrand.randn_tensor((2, 4, 9, 9), generator=cpu, dtype=dtype)
+            assert np.array_equal(bits(a), bits(b)), (device, dtype)
+    assert g.get_offset() == cpu.get_offset()

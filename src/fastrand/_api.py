@@ -202,6 +202,12 @@ def _graph_fill(g, out, n, kind, code):
 
 # --------------------------------------------------------------------------------------------
 # public API
+# randn_tensor's fast path: (shape, device, dtype) of calls already validated, for a
+# fastrand.Generator, a tuple of ints and an explicit dtype -> (device for torch.empty, dtype,
+# dtype code, n, float64?, backend: 0 CPU kernel, 1 CUDA kernel, 2 other).
+_FAST_NORMAL = {}
+
+
 def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
     """Standard normal noise with diffusers' ``randn_tensor`` signature and batch semantics.
 
@@ -210,7 +216,62 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
     torch.Generator of any device, None (torch's default generator), or a list of them: then row
     ``i`` of the batch (shape ``(1,) + shape[1:]``) comes from ``generator[i]``.
     """
-    return _normal(_shape_arg(shape), generator, device, dtype, layout, "shape")
+    if type(generator) is Generator and type(shape) is tuple and layout is None:
+        # The common call, repeated every denoising step: skip the argument checks it passed
+        # before. Sizes must be plain ints (a bool or float equal to a cached int is not).
+        try:
+            entry = _FAST_NORMAL[shape, device, dtype]
+        except (KeyError, TypeError):
+            entry = None
+        if entry is not None:
+            for d in shape:
+                if type(d) is not int:
+                    break
+            else:
+                dev, dt, code, n, two, backend = entry
+                out = torch.empty(shape, dtype=dt, device=dev)
+                seed, stream, offset = generator._reserve(n, two)
+                if n == 0:
+                    return out
+                if backend == 1:
+                    index = out.get_device()
+                    _C.fill_cuda(out.data_ptr(), n, _NORMAL, code, seed, stream, offset, index,
+                                 _raw_stream(index))
+                    return out
+                if backend == 0:
+                    _C.fill_cpu(out.data_ptr(), n, _NORMAL, code, seed, stream, offset,
+                                _get_num_threads())
+                    return out
+                return _fill(out, n, out.device, _NORMAL, code, seed, stream, offset)
+    out = _normal(_shape_arg(shape), generator, device, dtype, layout, "shape")
+    if (type(generator) is Generator and type(shape) is tuple and layout is None
+            and dtype is not None and len(_FAST_NORMAL) < 256):
+        _remember_fast(shape, device, dtype)
+    return out
+
+
+def _remember_fast(shape, device, dtype):
+    """Caches a call that just passed every check (see randn_tensor)."""
+    if not all(type(d) is int for d in shape):
+        return
+    if not (device is None or type(device) is str or type(device) is torch.device):
+        return  # an int device would also match False / 0.0, which the checks refuse
+    try:
+        key = (shape, device, dtype)
+        hash(key)
+    except TypeError:
+        return
+    dev = _device_arg(device)
+    if dev.type == "cuda" and _HAS_CUDA_KERNEL:
+        # an index-less CUDA device stays index-less: torch.empty places the tensor on the
+        # current device and the fill reads the index back from it
+        backend, target = 1, device if isinstance(device, torch.device) else torch.device(device)
+    elif dev.type == "cpu":
+        backend, target = 0, dev
+    else:
+        backend, target = 2, dev
+    code = _FLOAT_CODES[dtype]
+    _FAST_NORMAL[key] = (target, dtype, code, math.prod(shape), code == _DT_FLOAT64, backend)
 
 
 def _normal(shape, generator, device, dtype, layout, name):
