@@ -178,3 +178,16 @@ def test_repeated_cuda_calls_fast_path(device):
             b = fastrand.randn_tensor((2, 4, 9, 9), generator=cpu, dtype=dtype)
             assert np.array_equal(bits(a), bits(b)), (device, dtype)
     assert g.get_offset() == cpu.get_offset()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_large_draws_default_shape(dtype):
+    """Large float32/16 normal draws take the default launch's 2-blocks-per-step shape (at
+    least 8 whole grid steps): bit-identical to the CPU, whole and with a partial tail."""
+    if not _C.CUDA:
+        pytest.skip("no CUDA kernel in this build")
+    for n, off in (((1 << 26) + 3, 0), (1 << 26, 8), ((1 << 26) + 1, 1)):
+        gpu = draw("normal", n, 1234, 2, off, dtype, device="cuda")
+        cpu = draw("normal", n, 1234, 2, off, dtype)
+        assert np.array_equal(bits(gpu), bits(cpu)), (dtype, n, off)
+        del gpu, cpu
