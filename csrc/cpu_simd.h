@@ -11,41 +11,47 @@
 namespace fastrand {
 namespace v1 {
 
-#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__FMA__)
-#define FR_HAVE_SIMD_LANES 1
-struct SimdLanes {
-  static constexpr int WIDTH = 16;
-  typedef float F __attribute__((vector_size(64)));
-  typedef uint32_t U __attribute__((vector_size(64)));
-  typedef int32_t M __attribute__((vector_size(64)));
+// What GCC's vector types give at any width: exactly rounded +, -, * (never contracted),
+// integer, bit and mask operations. The per-ISA lane types below add conversions, fma, sqrt,
+// broadcasts, Philox's multiply and the stores.
+template <int W>
+struct VectorLanes {
+  static constexpr int WIDTH = W;
+  typedef float F __attribute__((vector_size(4 * W)));
+  typedef uint32_t U __attribute__((vector_size(4 * W)));
+  typedef int32_t M __attribute__((vector_size(4 * W)));
 
   static F mul(F a, F b) { return a * b; }
   static F add(F a, F b) { return a + b; }
   static F sub(F a, F b) { return a - b; }
+  static U sra(U v, int k) { return (U)((M)v >> k); }
+  static U mad(U a, uint32_t m, U c) { return a * m + c; }
+  static F abs(F a) { return (F)((U)a & 0x7fffffffu); }
+  static F neg(F a) { return (F)((U)a ^ 0x80000000u); }
+  static U as_u(F f) { return (U)f; }
+  static F as_f(U u) { return (F)u; }
+  static M lt(F a, F b) { return a < b; }
+  static M ugt(U a, U b) { return a > b; }
+  static M uge(U a, U b) { return a >= b; }
+  static M ne(M a, M b) { return a ^ b; }
+  static M msb(U a) { return (M)a < 0; }
+  static F sel(M m, F a, F b) { return m ? a : b; }
+  static U sel_u(M m, U a, U b) { return m ? a : b; }
+};
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__FMA__)
+#define FR_HAVE_SIMD_LANES 1
+struct SimdLanes : VectorLanes<16> {
   static F fma(F a, F b, F c) { return (F)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c); }
   static F sqrt(F a) { return (F)_mm512_sqrt_ps((__m512)a); }
   static F cvt_u32(U v) { return (F)_mm512_cvtepu32_ps((__m512i)v); }  // correctly rounded
   static F cvt_small(U v) { return (F)_mm512_cvtepi32_ps((__m512i)v); }
-  static F cvt_i32(U v) { return cvt_small(v); }  // signed (exact for the values used)
-  static U sra(U v, int k) { return (U)((M)v >> k); }
-  static U mad(U a, uint32_t m, U c) { return a * m + c; }
-  static F abs(F a) { return (F)((U)a & splat_u(0x7fffffffu)); }
-  static F neg(F a) { return (F)((U)a ^ splat_u(0x80000000u)); }
-  static U as_u(F f) { return (U)f; }
-  static F as_f(U u) { return (F)u; }
+  static F cvt_i32(U v) { return cvt_small(v); }  // signed: exact for the values used
   static F splat(float c) { return (F)_mm512_set1_ps(c); }
   static U splat_u(uint32_t c) { return (U)_mm512_set1_epi32(int(c)); }
   static U iota() {
     return (U)_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   }
-  static M lt(F a, F b) { return a < b; }
-  static M ugt(U a, U b) { return a > b; }
-  static M uge(U a, U b) { return a >= b; }
-  static M ne(M a, M b) { return a ^ b; }
-  static M bit(U a, uint32_t mask) { return (a & splat_u(mask)) != 0; }
-  static M msb(U a) { return (M)a < 0; }
-  static F sel(M m, F a, F b) { return m ? a : b; }
-  static U sel_u(M m, U a, U b) { return m ? a : b; }
   static void mulhilo(uint32_t m, U a, U& hi, U& lo) {
     const __m512i mm = _mm512_set1_epi32(int(m));
     const __m512i even = _mm512_mul_epu32((__m512i)a, mm);
@@ -83,15 +89,7 @@ struct SimdLanes {
 };
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define FR_HAVE_SIMD_LANES 1
-struct SimdLanes {
-  static constexpr int WIDTH = 8;
-  typedef float F __attribute__((vector_size(32)));
-  typedef uint32_t U __attribute__((vector_size(32)));
-  typedef int32_t M __attribute__((vector_size(32)));
-
-  static F mul(F a, F b) { return a * b; }
-  static F add(F a, F b) { return a + b; }
-  static F sub(F a, F b) { return a - b; }
+struct SimdLanes : VectorLanes<8> {
   static F fma(F a, F b, F c) { return (F)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
   static F sqrt(F a) { return (F)_mm256_sqrt_ps((__m256)a); }
   // AVX2 has no unsigned conversion: hi * 2^16 + lo with both halves exact and one rounding
@@ -100,24 +98,10 @@ struct SimdLanes {
     return fma(cvt_small(v >> 16), splat(65536.0f), cvt_small(v & splat_u(0xffffu)));
   }
   static F cvt_small(U v) { return (F)_mm256_cvtepi32_ps((__m256i)v); }
-  static F cvt_i32(U v) { return cvt_small(v); }  // signed (exact for the values used)
-  static U sra(U v, int k) { return (U)((M)v >> k); }
-  static U mad(U a, uint32_t m, U c) { return a * m + c; }
-  static F abs(F a) { return (F)((U)a & splat_u(0x7fffffffu)); }
-  static F neg(F a) { return (F)((U)a ^ splat_u(0x80000000u)); }
-  static U as_u(F f) { return (U)f; }
-  static F as_f(U u) { return (F)u; }
+  static F cvt_i32(U v) { return cvt_small(v); }  // signed: exact for the values used
   static F splat(float c) { return (F)_mm256_set1_ps(c); }
   static U splat_u(uint32_t c) { return (U)_mm256_set1_epi32(int(c)); }
   static U iota() { return (U)_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
-  static M lt(F a, F b) { return a < b; }
-  static M ugt(U a, U b) { return a > b; }
-  static M uge(U a, U b) { return a >= b; }
-  static M ne(M a, M b) { return a ^ b; }
-  static M bit(U a, uint32_t mask) { return (a & splat_u(mask)) != 0; }
-  static M msb(U a) { return (M)a < 0; }
-  static F sel(M m, F a, F b) { return m ? a : b; }
-  static U sel_u(M m, U a, U b) { return m ? a : b; }
   static void mulhilo(uint32_t m, U a, U& hi, U& lo) {
     const __m256i mm = _mm256_set1_epi32(int(m));
     const __m256i even = _mm256_mul_epu32((__m256i)a, mm);
@@ -199,7 +183,6 @@ struct PairLanes {
   static M ugt(U x, U y) { return {L::ugt(x.a, y.a), L::ugt(x.b, y.b)}; }
   static M uge(U x, U y) { return {L::uge(x.a, y.a), L::uge(x.b, y.b)}; }
   static M ne(M x, M y) { return {L::ne(x.a, y.a), L::ne(x.b, y.b)}; }
-  static M bit(U x, uint32_t mask) { return {L::bit(x.a, mask), L::bit(x.b, mask)}; }
   static M msb(U x) { return {L::msb(x.a), L::msb(x.b)}; }
   static F sel(M m, F x, F y) { return {L::sel(m.a, x.a, y.a), L::sel(m.b, x.b, y.b)}; }
   static U sel_u(M m, U x, U y) { return {L::sel_u(m.a, x.a, y.a), L::sel_u(m.b, x.b, y.b)}; }

@@ -304,7 +304,6 @@ struct ScalarLanes {
   FR_HD static M ugt(U a, U b) { return a > b; }
   FR_HD static M uge(U a, U b) { return a >= b; }
   FR_HD static M ne(M a, M b) { return a != b; }
-  FR_HD static M bit(U a, uint32_t mask) { return (a & mask) != 0u; }
   FR_HD static M msb(U a) {  // bit 31 set
 #if defined(__CUDA_ARCH__)
     // As a signed compare in PTX: the compiler's own form of the bit test costs two more
@@ -437,7 +436,6 @@ FR_HD void normals4_t(typename L::U w0, typename L::U w1, typename L::U w2, type
   out[3] = L::mul(r1, c1);
 }
 
-FR_HD float log_c(float v) { return f_mul(0.5f, twice_log_c_t<ScalarLanes>(v)); }  // exact
 FR_HD float radius32(uint32_t w0) { return radius32_t<ScalarLanes>(w0); }
 FR_HD void angle32(uint32_t w1, float& s, float& c) { angle32_t<ScalarLanes>(w1, s, c); }
 FR_HD void normals4_f32(Words4 w, float out[4]) {

@@ -256,11 +256,6 @@ def _remember_fast(shape, device, dtype):
         return
     if not (device is None or type(device) is str or type(device) is torch.device):
         return  # an int device would also match False / 0.0, which the checks refuse
-    try:
-        key = (shape, device, dtype)
-        hash(key)
-    except TypeError:
-        return
     dev = _device_arg(device)
     if dev.type == "cuda" and _HAS_CUDA_KERNEL:
         # an index-less CUDA device stays index-less: torch.empty places the tensor on the
@@ -271,7 +266,8 @@ def _remember_fast(shape, device, dtype):
     else:
         backend, target = 2, dev
     code = _FLOAT_CODES[dtype]
-    _FAST_NORMAL[key] = (target, dtype, code, math.prod(shape), code == _DT_FLOAT64, backend)
+    _FAST_NORMAL[shape, device, dtype] = (target, dtype, code, math.prod(shape),
+                                          code == _DT_FLOAT64, backend)
 
 
 def _normal(shape, generator, device, dtype, layout, name):
