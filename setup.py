@@ -29,13 +29,26 @@ CSRC = os.path.join("csrc")
 
 # Host flags for every translation unit: exact IEEE arithmetic, no contraction, no errno calls
 # around sqrt (a correctly rounded sqrt either way).
-HOST_FLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fvisibility=hidden",
-              "-fPIC"]
+HOST_FLAGS = [
+    "-std=c++17",
+    "-O3",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-fvisibility=hidden",
+    "-fPIC",
+]
 IS_X86 = platform.machine().lower() in ("x86_64", "amd64")
 ISA_FLAGS = {
     "cpu_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
-    "cpu_avx512.cpp": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512dq", "-mavx512bw",
-                       "-mavx512vl"],
+    "cpu_avx512.cpp": [
+        "-mavx2",
+        "-mfma",
+        "-mf16c",
+        "-mavx512f",
+        "-mavx512dq",
+        "-mavx512bw",
+        "-mavx512vl",
+    ],
 }
 # pieces of the flags that would break bit-identity (GCC/Clang and nvcc fast-math, -O fast,
 # fast contraction): no compile command may contain them
@@ -65,8 +78,12 @@ def _toolkit_nvcc():
 
 
 def _cudart_dir(root):
-    for sub in ("lib64", "lib", os.path.join("targets", "x86_64-linux", "lib"),
-                os.path.join("targets", "sbsa-linux", "lib")):
+    for sub in (
+        "lib64",
+        "lib",
+        os.path.join("targets", "x86_64-linux", "lib"),
+        os.path.join("targets", "sbsa-linux", "lib"),
+    ):
         d = os.path.join(root, sub)
         if os.path.isfile(os.path.join(d, "libcudart_static.a")):
             return d
@@ -95,7 +112,9 @@ def _parse_archs(spec):
 
 
 def _default_archs(nvcc):
-    out = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [nvcc, "--list-gpu-arch"], capture_output=True, text=True, check=True
+    ).stdout
     nums = sorted({int(m) for m in re.findall(r"compute_(\d+)\b", out) if int(m) >= 75})
     if not nums:
         raise RuntimeError("nvcc --list-gpu-arch lists no architecture >= 75")
@@ -113,8 +132,10 @@ def cuda_config():
     root, nvcc = _toolkit_nvcc()
     if nvcc is None or _cudart_dir(root) is None:
         if want == "1":
-            raise RuntimeError("FASTRAND_CUDA=1 but no CUDA toolkit (nvcc + libcudart_static.a) "
-                               "was found; set CUDA_HOME")
+            raise RuntimeError(
+                "FASTRAND_CUDA=1 but no CUDA toolkit (nvcc + libcudart_static.a) "
+                "was found; set CUDA_HOME"
+            )
         log("no CUDA toolkit found: building the CPU core only")
         return None
     spec = os.environ.get("FASTRAND_CUDA_ARCHS") or os.environ.get("TORCH_CUDA_ARCH_LIST")
@@ -127,8 +148,13 @@ def cuda_config():
             gencode += ["-gencode", f"arch=compute_{a},code=compute_{a}"]
     names = ",".join([f"sm_{a}" for a in archs] + [f"compute_{a}" for a in sorted(ptx)])
     log(f"CUDA kernel on: {nvcc}, {names}")
-    return {"root": root, "nvcc": nvcc, "gencode": gencode, "names": names,
-            "libdir": _cudart_dir(root)}
+    return {
+        "root": root,
+        "nvcc": nvcc,
+        "gencode": gencode,
+        "names": names,
+        "libdir": _cudart_dir(root),
+    }
 
 
 class BuildExt(build_ext):
@@ -158,19 +184,36 @@ class BuildExt(build_ext):
             if name in ISA_FLAGS and not IS_X86:
                 continue
             obj = os.path.join(self.build_temp, name + ".o")
-            cmd = ([cxx] + HOST_FLAGS + ISA_FLAGS.get(name, [])
-                   + [f"-D{k}={v}" for k, v in defines] + [f"-I{i}" for i in includes]
-                   + ["-c", src, "-o", obj])
+            cmd = (
+                [cxx]
+                + HOST_FLAGS
+                + ISA_FLAGS.get(name, [])
+                + [f"-D{k}={v}" for k, v in defines]
+                + [f"-I{i}" for i in includes]
+                + ["-c", src, "-o", obj]
+            )
             jobs.append((cmd, obj))
         if cuda:
             for src in ext.sources:
                 if src.endswith(".cu"):
                     obj = os.path.join(self.build_temp, os.path.basename(src) + ".o")
-                    cmd = ([cuda["nvcc"], "-std=c++17", "-O3", "--fmad=false", "--threads", "0",
-                            "-Xcompiler", "-fPIC,-ffp-contract=off,-fvisibility=hidden",
-                            f'-DFASTRAND_CUDA_ARCHS="{cuda["names"]}"', "-DFASTRAND_WITH_CUDA=1",
-                            f"-I{os.path.join(HERE, CSRC)}"] + cuda["gencode"]
-                           + ["-c", src, "-o", obj])
+                    cmd = (
+                        [
+                            cuda["nvcc"],
+                            "-std=c++17",
+                            "-O3",
+                            "--fmad=false",
+                            "--threads",
+                            "0",
+                            "-Xcompiler",
+                            "-fPIC,-ffp-contract=off,-fvisibility=hidden",
+                            f'-DFASTRAND_CUDA_ARCHS="{cuda["names"]}"',
+                            "-DFASTRAND_WITH_CUDA=1",
+                            f"-I{os.path.join(HERE, CSRC)}",
+                        ]
+                        + cuda["gencode"]
+                        + ["-c", src, "-o", obj]
+                    )
                     jobs.append((cmd, obj))
         for cmd, _ in jobs:
             bad = [f for f in cmd if any(word in f for word in FORBIDDEN)]
@@ -194,12 +237,27 @@ class BuildExt(build_ext):
             libs.append("pthread")
         out = self.get_ext_fullpath(ext.name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        self.compiler.link_shared_object(objects, out, libraries=libs, library_dirs=libdirs,
-                                         extra_postargs=extra, target_lang="c++")
+        self.compiler.link_shared_object(
+            objects,
+            out,
+            libraries=libs,
+            library_dirs=libdirs,
+            extra_postargs=extra,
+            target_lang="c++",
+        )
 
 
-SOURCES = [os.path.join(CSRC, f) for f in ("bindings.cpp", "cpu.cpp", "cpu_scalar.cpp",
-                                           "cpu_avx2.cpp", "cpu_avx512.cpp", "cuda_kernel.cu")]
+SOURCES = [
+    os.path.join(CSRC, f)
+    for f in (
+        "bindings.cpp",
+        "cpu.cpp",
+        "cpu_scalar.cpp",
+        "cpu_avx2.cpp",
+        "cpu_avx512.cpp",
+        "cuda_kernel.cu",
+    )
+]
 
 setup(
     version=VERSION,

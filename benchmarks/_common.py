@@ -51,12 +51,16 @@ def time_cpu(fn, *, warmup=1, min_repeats=5, max_repeats=50, budget_s=0.25):
             break
         if len(times) >= min_repeats and time.perf_counter() - start >= budget_s:
             break
-    return {"best": min(times), "median": statistics.median(times),
-            "mean": statistics.fmean(times), "n": len(times), "samples": times}
+    return {
+        "best": min(times),
+        "median": statistics.median(times),
+        "mean": statistics.fmean(times),
+        "n": len(times),
+        "samples": times,
+    }
 
 
-def time_cpu_interleaved(fns, *, rounds=3, warmup=1, min_repeats=5, max_repeats=50,
-                         budget_s=0.25):
+def time_cpu_interleaved(fns, *, rounds=3, warmup=1, min_repeats=5, max_repeats=50, budget_s=0.25):
     """Times several callables in ``rounds`` round-robin passes (each pass gives every callable
     1/rounds of the repeats and budget), so that a slow moment of a shared machine or a
     first-call effect does not land on one method only. ``fns``: dict name -> callable.
@@ -66,13 +70,23 @@ def time_cpu_interleaved(fns, *, rounds=3, warmup=1, min_repeats=5, max_repeats=
     samples = {k: [] for k in fns}
     for i in range(rounds):
         for k, fn in fns.items():
-            t = time_cpu(fn, warmup=warmup if i == 0 else 0,
-                         min_repeats=max(1, math.ceil(min_repeats / rounds)),
-                         max_repeats=max(1, math.ceil(max_repeats / rounds)),
-                         budget_s=budget_s / rounds)
+            t = time_cpu(
+                fn,
+                warmup=warmup if i == 0 else 0,
+                min_repeats=max(1, math.ceil(min_repeats / rounds)),
+                max_repeats=max(1, math.ceil(max_repeats / rounds)),
+                budget_s=budget_s / rounds,
+            )
             samples[k].extend(t["samples"])
-    return {k: {"best": min(v), "median": statistics.median(v), "mean": statistics.fmean(v),
-                "n": len(v)} for k, v in samples.items()}
+    return {
+        k: {
+            "best": min(v),
+            "median": statistics.median(v),
+            "mean": statistics.fmean(v),
+            "n": len(v),
+        }
+        for k, v in samples.items()
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,8 +260,12 @@ def print_table(rows, columns, *, title=None, file=None):
     print("  ".join(h.ljust(w) for (_, h, _), w in zip(cols, widths)).rstrip(), file=file)
     print("  ".join("-" * w for w in widths), file=file)
     for line in cells:
-        print("  ".join(s.rjust(w) if num else s.ljust(w)
-                        for (s, num), w in zip(line, widths)).rstrip(), file=file)
+        print(
+            "  ".join(
+                s.rjust(w) if num else s.ljust(w) for (s, num), w in zip(line, widths)
+            ).rstrip(),
+            file=file,
+        )
     file.flush()
 
 
@@ -279,8 +297,17 @@ def write_json(path, obj, *, quiet=False):
     return path
 
 
-def plot_panels(path, panels, *, suptitle=None, xlabel="elements", ylabel="G values/s",
-                logx=True, logy=False, style=None):
+def plot_panels(
+    path,
+    panels,
+    *,
+    suptitle=None,
+    xlabel="elements",
+    ylabel="G values/s",
+    logx=True,
+    logy=False,
+    style=None,
+):
     """Line plots, one panel per entry of ``panels``: a list of (title, {label: [(x, y), ...]}).
 
     A label keeps its colour in every panel; ``style(label)`` may return extra matplotlib line
@@ -293,8 +320,9 @@ def plot_panels(path, panels, *, suptitle=None, xlabel="elements", ylabel="G val
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print(f"note: matplotlib is not installed, skipping the plot {path} "
-              "(pip install matplotlib)")
+        print(
+            f"note: matplotlib is not installed, skipping the plot {path} (pip install matplotlib)"
+        )
         return None
     panels = [p for p in panels if any(p[1].values())]
     if not panels:
@@ -327,7 +355,7 @@ def plot_panels(path, panels, *, suptitle=None, xlabel="elements", ylabel="G val
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
@@ -407,17 +435,25 @@ def machine_info():
 
 def print_machine(info):
     fr = info.get("fastrand")
-    print(f"CPU: {info.get('cpu_model')} ({info.get('cpu_count')} logical CPUs, "
-          f"affinity {info.get('cpu_affinity', '?')}, load avg {info.get('loadavg', '?')})")
-    print(f"torch {info.get('torch')} (CUDA {info.get('torch_cuda')}), "
-          f"threads {info.get('torch_threads')}, numpy {info.get('numpy')}")
+    print(
+        f"CPU: {info.get('cpu_model')} ({info.get('cpu_count')} logical CPUs, "
+        f"affinity {info.get('cpu_affinity', '?')}, load avg {info.get('loadavg', '?')})"
+    )
+    print(
+        f"torch {info.get('torch')} (CUDA {info.get('torch_cuda')}), "
+        f"threads {info.get('torch_threads')}, numpy {info.get('numpy')}"
+    )
     if isinstance(fr, dict):
-        print(f"fastrand {fr.get('version')} stream v{fr.get('stream_version')}: "
-              f"cuda kernel {fr.get('cuda')} archs {fr.get('cuda_archs')}, "
-              f"cpu isa {fr.get('cpu_isa')} (selected {fr.get('cpu_isa_selected')})")
+        print(
+            f"fastrand {fr.get('version')} stream v{fr.get('stream_version')}: "
+            f"cuda kernel {fr.get('cuda')} archs {fr.get('cuda_archs')}, "
+            f"cpu isa {fr.get('cpu_isa')} (selected {fr.get('cpu_isa_selected')})"
+        )
     else:
         print(f"fastrand: {fr}")
     if info.get("gpu"):
         g = info["gpu"]
-        print(f"GPU: {g['name']} (sm_{g['capability'][0]}{g['capability'][1]}, "
-              f"{g['total_memory_gib']} GiB, {g['multiprocessors']} SMs)")
+        print(
+            f"GPU: {g['name']} (sm_{g['capability'][0]}{g['capability'][1]}, "
+            f"{g['total_memory_gib']} GiB, {g['multiprocessors']} SMs)"
+        )

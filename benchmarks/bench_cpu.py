@@ -14,10 +14,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common as C  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-import _common as C  # noqa: E402
 
 fastrand = C.import_fastrand()
 _C = fastrand._C
@@ -40,8 +39,11 @@ def numel(shape):
 def configs(quick):
     """(shape, dtype) pairs to measure."""
     if quick:
-        return [(REF_SHAPE, torch.float32), (LATENT_REF, torch.float32),
-                (REF_SHAPE, torch.bfloat16)]
+        return [
+            (REF_SHAPE, torch.float32),
+            (LATENT_REF, torch.float32),
+            (REF_SHAPE, torch.bfloat16),
+        ]
     out = [(s, dt) for dt in DTYPES for s in LATENTS + FLAT]
     out += [(s, torch.float64) for s in F64_SHAPES]
     return out
@@ -55,8 +57,9 @@ def m_torch(shape, dtype):
 
 def m_diffusers(shape, dtype):
     # diffusers.utils.torch_utils.randn_tensor with a CPU generator and device='cpu'
-    return lambda: torch.randn(shape, generator=torch.Generator("cpu").manual_seed(0),
-                               device="cpu", dtype=dtype)
+    return lambda: torch.randn(
+        shape, generator=torch.Generator("cpu").manual_seed(0), device="cpu", dtype=dtype
+    )
 
 
 def m_fastrand(shape, dtype):
@@ -76,12 +79,14 @@ def m_numpy(n, np_dtype):
 
 def with_isa(isa, fn, default_isa):
     """fn run with fastrand's CPU path ``isa`` selected (the default restored after)."""
+
     def call():
         _C.cpu_isa_select(isa)
         try:
             return fn()
         finally:
             _C.cpu_isa_select(default_isa)
+
     return call
 
 
@@ -94,14 +99,18 @@ def check_isa_consistency(isas):
         if not _C.cpu_isa_select(isa):
             res[isa] = "not selectable"
             continue
-        x = fastrand.randn_tensor((3, 1000, 7), generator=fastrand.Generator(123),
-                                  dtype=torch.float32)
+        x = fastrand.randn_tensor(
+            (3, 1000, 7), generator=fastrand.Generator(123), dtype=torch.float32
+        )
         if ref is None:
             ref = x
             res[isa] = "reference"
         else:
-            res[isa] = "identical" if torch.equal(ref.view(torch.int32), x.view(torch.int32)) \
+            res[isa] = (
+                "identical"
+                if torch.equal(ref.view(torch.int32), x.view(torch.int32))
                 else "DIFFERENT"
+            )
     return res
 
 
@@ -116,10 +125,14 @@ def run(args):
         tkw = dict(rounds=2, warmup=1, min_repeats=4, max_repeats=20, budget_s=0.15)
     else:
         tkw = dict(rounds=3, warmup=1, min_repeats=6, max_repeats=60, budget_s=0.3)
-    print(f"mode: {'quick' if args.quick else 'full'}; fastrand CPU paths {isas} "
-          f"(default {default_isa}); threads {thread_counts}")
-    print("times are the best of the timed calls; ratio = torch.randn time / method time "
-          "(same shape, dtype and threads; >1 means faster than torch.randn)\n")
+    print(
+        f"mode: {'quick' if args.quick else 'full'}; fastrand CPU paths {isas} "
+        f"(default {default_isa}); threads {thread_counts}"
+    )
+    print(
+        "times are the best of the timed calls; ratio = torch.randn time / method time "
+        "(same shape, dtype and threads; >1 means faster than torch.randn)\n"
+    )
 
     rows = []
     consistency = {}
@@ -134,26 +147,42 @@ def run(args):
             for threads in thread_counts:
                 torch.set_num_threads(threads)
                 # (method, isa, kind) -> callable; fastrand paths switch the ISA around the call
-                fns = {("torch.randn", None, "normal"): m_torch(shape, dtype),
-                       ("diffusers(cpu gen)", None, "normal"): m_diffusers(shape, dtype)}
+                fns = {
+                    ("torch.randn", None, "normal"): m_torch(shape, dtype),
+                    ("diffusers(cpu gen)", None, "normal"): m_diffusers(shape, dtype),
+                }
                 for isa in selectable:
                     fns[(f"fastrand[{isa}]", isa, "normal")] = with_isa(
-                        isa, m_fastrand(shape, dtype), default_isa)
+                        isa, m_fastrand(shape, dtype), default_isa
+                    )
                     if dtype == torch.float32:  # raw words do not depend on the dtype
                         fns[(f"fastrand words[{isa}]", isa, "words")] = with_isa(
-                            isa, m_words(shape), default_isa)
+                            isa, m_words(shape), default_isa
+                        )
                 if np_dtype is not None and threads == thread_counts[0]:
-                    fns[(f"numpy philox {np.dtype(np_dtype).name}", None, "normal")] = \
-                        m_numpy(n, np_dtype)
+                    fns[(f"numpy philox {np.dtype(np_dtype).name}", None, "normal")] = m_numpy(
+                        n, np_dtype
+                    )
                 times = C.time_cpu_interleaved(fns, **tkw)
                 block = []
                 for (method, isa, kind), t in times.items():
-                    block.append({"shape": C.fmt_shape(shape), "shape_tuple": list(shape),
-                                  "numel": n, "dtype": dname, "method": method, "isa": isa,
-                                  "kind": kind, "threads": threads,
-                                  "time_ms": t["best"] * 1e3, "median_ms": t["median"] * 1e3,
-                                  "repeats": t["n"], "gvals": n / t["best"] / 1e9,
-                                  "ns_per_value": t["best"] * 1e9 / n})
+                    block.append(
+                        {
+                            "shape": C.fmt_shape(shape),
+                            "shape_tuple": list(shape),
+                            "numel": n,
+                            "dtype": dname,
+                            "method": method,
+                            "isa": isa,
+                            "kind": kind,
+                            "threads": threads,
+                            "time_ms": t["best"] * 1e3,
+                            "median_ms": t["median"] * 1e3,
+                            "repeats": t["n"],
+                            "gvals": n / t["best"] / 1e9,
+                            "ns_per_value": t["best"] * 1e9 / n,
+                        }
+                    )
                 ref = next(r["time_ms"] for r in block if r["method"] == "torch.randn")
                 for r in block:
                     r["vs_torch"] = ref / r["time_ms"]
@@ -166,28 +195,55 @@ def run(args):
 
     stages = stage_table(rows, isas)
     if stages:
-        C.print_table(stages, STAGE_COLUMNS,
-                      title="Stage cost (ns per value): raw Philox words vs full normals; "
-                            "transform = normals - words")
+        C.print_table(
+            stages,
+            STAGE_COLUMNS,
+            title="Stage cost (ns per value): raw Philox words vs full normals; "
+            "transform = normals - words",
+        )
         print()
 
     summary = make_summary(rows, isas, thread_counts, default_isa)
     os.makedirs(args.out, exist_ok=True)
-    C.write_json(os.path.join(args.out, "cpu.json"), {
-        "benchmark": "cpu", "mode": "quick" if args.quick else "full", "machine": info,
-        "isa_consistency": consistency, "timing": tkw, "results": rows, "stages": stages,
-        "summary": summary})
+    C.write_json(
+        os.path.join(args.out, "cpu.json"),
+        {
+            "benchmark": "cpu",
+            "mode": "quick" if args.quick else "full",
+            "machine": info,
+            "isa_consistency": consistency,
+            "timing": tkw,
+            "results": rows,
+            "stages": stages,
+            "summary": summary,
+        },
+    )
     plot(rows, isas, thread_counts, os.path.join(args.out, "cpu_throughput.png"), info)
     print_summary(summary, consistency, info)
     return 0
 
 
-COLUMNS = [("shape", "shape"), ("dtype", "dtype"), ("method", "method"),
-           ("threads", "threads"), ("time_ms", "time (ms)"), ("median_ms", "median (ms)"),
-           ("gvals", "G values/s"), ("ns_per_value", "ns/value"), ("vs_torch", "vs torch.randn")]
-STAGE_COLUMNS = [("shape", "shape"), ("isa", "path"), ("threads", "threads"),
-                 ("words", "words"), ("float32", "float32"), ("transform", "transform f32"),
-                 ("float16", "float16"), ("bfloat16", "bfloat16")]
+COLUMNS = [
+    ("shape", "shape"),
+    ("dtype", "dtype"),
+    ("method", "method"),
+    ("threads", "threads"),
+    ("time_ms", "time (ms)"),
+    ("median_ms", "median (ms)"),
+    ("gvals", "G values/s"),
+    ("ns_per_value", "ns/value"),
+    ("vs_torch", "vs torch.randn"),
+]
+STAGE_COLUMNS = [
+    ("shape", "shape"),
+    ("isa", "path"),
+    ("threads", "threads"),
+    ("words", "words"),
+    ("float32", "float32"),
+    ("transform", "transform f32"),
+    ("float16", "float16"),
+    ("bfloat16", "bfloat16"),
+]
 
 
 def stage_table(rows, isas):
@@ -197,8 +253,9 @@ def stage_table(rows, isas):
         if r["isa"] is None:
             continue
         k = (r["shape"], r["isa"], r["threads"])
-        d = keyed.setdefault(k, {"shape": r["shape"], "isa": r["isa"], "threads": r["threads"],
-                                 "numel": r["numel"]})
+        d = keyed.setdefault(
+            k, {"shape": r["shape"], "isa": r["isa"], "threads": r["threads"], "numel": r["numel"]}
+        )
         d["words" if r["kind"] == "words" else r["dtype"]] = r["ns_per_value"]
     for d in keyed.values():
         if "words" not in d:
@@ -206,15 +263,25 @@ def stage_table(rows, isas):
         if "float32" in d:
             d["transform"] = d["float32"] - d["words"]
         out.append(d)
-    out.sort(key=lambda d: (d["numel"], d["shape"],
-                            isas.index(d["isa"]) if d["isa"] in isas else 0, d["threads"]))
+    out.sort(
+        key=lambda d: (
+            d["numel"],
+            d["shape"],
+            isas.index(d["isa"]) if d["isa"] in isas else 0,
+            d["threads"],
+        )
+    )
     return out
 
 
 def _find(rows, shape, dtype, method, threads):
     for r in rows:
-        if (tuple(r["shape_tuple"]) == tuple(shape) and r["dtype"] == dtype
-                and r["method"] == method and r["threads"] == threads):
+        if (
+            tuple(r["shape_tuple"]) == tuple(shape)
+            and r["dtype"] == dtype
+            and r["method"] == method
+            and r["threads"] == threads
+        ):
             return r
     return None
 
@@ -222,8 +289,15 @@ def _find(rows, shape, dtype, method, threads):
 def make_summary(rows, isas, thread_counts, default_isa):
     tmax = thread_counts[-1]
     # best path: fastest fastrand CPU path at float32 2^22 with all threads
-    cands = [r for r in rows if r["isa"] and r["kind"] == "normal" and r["dtype"] == "float32"
-             and tuple(r["shape_tuple"]) == REF_SHAPE and r["threads"] == tmax]
+    cands = [
+        r
+        for r in rows
+        if r["isa"]
+        and r["kind"] == "normal"
+        and r["dtype"] == "float32"
+        and tuple(r["shape_tuple"]) == REF_SHAPE
+        and r["threads"] == tmax
+    ]
     best = min(cands, key=lambda r: r["time_ms"])["isa"] if cands else default_isa
     fr = f"fastrand[{best}]"
 
@@ -231,33 +305,50 @@ def make_summary(rows, isas, thread_counts, default_isa):
         r = _find(rows, shape, dtype, fr, threads)
         if r is None:
             return {"label": label, "measured": False}
-        e = {"label": label, "measured": True, "shape": C.fmt_shape(shape), "dtype": dtype,
-             "threads": threads, "fastrand_ms": r["time_ms"], "fastrand_gvals": r["gvals"],
-             "vs_torch": r["vs_torch"]}
+        e = {
+            "label": label,
+            "measured": True,
+            "shape": C.fmt_shape(shape),
+            "dtype": dtype,
+            "threads": threads,
+            "fastrand_ms": r["time_ms"],
+            "fastrand_gvals": r["gvals"],
+            "vs_torch": r["vs_torch"],
+        }
         d = _find(rows, shape, dtype, "diffusers(cpu gen)", threads)
         if d:
             e["vs_diffusers"] = d["time_ms"] / r["time_ms"]
-        npr = [x for x in rows if tuple(x["shape_tuple"]) == tuple(shape)
-               and x["method"].startswith("numpy") and x["dtype"] == dtype]
+        npr = [
+            x
+            for x in rows
+            if tuple(x["shape_tuple"]) == tuple(shape)
+            and x["method"].startswith("numpy")
+            and x["dtype"] == dtype
+        ]
         if npr:
             e["vs_numpy"] = npr[0]["time_ms"] / r["time_ms"]
         return e
 
     return {
-        "best_path": best, "default_path": default_isa, "threads_all": tmax,
+        "best_path": best,
+        "default_path": default_isa,
+        "threads_all": tmax,
         "entries": [
             entry(f"float32 2^22, {tmax} threads", REF_SHAPE, "float32", tmax),
             entry("float32 2^22, 1 thread", REF_SHAPE, "float32", 1),
             entry(f"float32 (1,4,128,128), {tmax} threads", LATENT_REF, "float32", tmax),
             entry(f"float16 2^22, {tmax} threads", REF_SHAPE, "float16", tmax),
             entry(f"bfloat16 2^22, {tmax} threads", REF_SHAPE, "bfloat16", tmax),
-        ]}
+        ],
+    }
 
 
 def print_summary(s, consistency, info):
     print()
-    print(f"Summary (fastrand best CPU path: {s['best_path']}; default path "
-          f"{s['default_path']}; {info.get('cpu_model')}, {s['threads_all']} threads available)")
+    print(
+        f"Summary (fastrand best CPU path: {s['best_path']}; default path "
+        f"{s['default_path']}; {info.get('cpu_model')}, {s['threads_all']} threads available)"
+    )
     for e in s["entries"]:
         if not e["measured"]:
             print(f"  {e['label']:<32} not measured in this mode")
@@ -267,8 +358,10 @@ def print_summary(s, consistency, info):
             extra += f", x{e['vs_diffusers']:.2f} vs diffusers path"
         if "vs_numpy" in e:
             extra += f", x{e['vs_numpy']:.2f} vs numpy philox (1 thread)"
-        print(f"  {e['label']:<32} {e['fastrand_ms']:8.3f} ms  {e['fastrand_gvals']:6.3f} G/s  "
-              f"x{e['vs_torch']:.2f} vs torch.randn{extra}")
+        print(
+            f"  {e['label']:<32} {e['fastrand_ms']:8.3f} ms  {e['fastrand_gvals']:6.3f} G/s  "
+            f"x{e['vs_torch']:.2f} vs torch.randn{extra}"
+        )
     bad = [k for k, v in consistency.items() if v == "DIFFERENT"]
     if bad:
         print(f"  WARNING: CPU paths {bad} gave different bits from {list(consistency)[0]}")
@@ -290,25 +383,31 @@ def plot(rows, isas, thread_counts, path, info):
                 continue
             if len(r["shape_tuple"]) > 1 and r["numel"] in flat_sizes:
                 continue  # same size as a flat point, e.g. (1,4,128,128) = 2^16: one point each
-            if r["isa"] is None and r["threads"] != tmax and \
-                    not r["method"].startswith("numpy"):
+            if r["isa"] is None and r["threads"] != tmax and not r["method"].startswith("numpy"):
                 continue  # torch.randn / diffusers: the all-threads run only
             label = r["method"] if r["isa"] is None else f"{r['method']} {r['threads']}T"
             if r["isa"] is not None and r["threads"] not in (1, tmax):
                 continue
             series.setdefault(label, []).append((r["numel"], r["gvals"]))
         panels.append((dt, series))
-    C.plot_panels(path, panels, suptitle=f"fastrand CPU throughput - {info.get('cpu_model')}, "
-                                         f"torch {info.get('torch')}",
-                  xlabel="elements (log2)", ylabel="G values/s",
-                  style=lambda label: {"linestyle": "--"} if label.endswith(" 1T") else None)
+    C.plot_panels(
+        path,
+        panels,
+        suptitle=f"fastrand CPU throughput - {info.get('cpu_model')}, torch {info.get('torch')}",
+        xlabel="elements (log2)",
+        ylabel="G values/s",
+        style=lambda label: {"linestyle": "--"} if label.endswith(" 1T") else None,
+    )
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", default="bench-results", help="output folder (default bench-results/)")
-    p.add_argument("--quick", action="store_true",
-                   help="only float32 2^22, float32 (1,4,128,128) and bfloat16 2^22, fewer repeats")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="only float32 2^22, float32 (1,4,128,128) and bfloat16 2^22, fewer repeats",
+    )
     return run(p.parse_args(argv))
 
 

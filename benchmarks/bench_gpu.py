@@ -18,26 +18,39 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common as C  # noqa: E402
 import torch  # noqa: E402
 
-import _common as C  # noqa: E402
-
 DEVICE = "cuda"
-SHAPES = [(1, 4, 128, 128), (4, 4, 128, 128), (1, 16, 21, 90, 160), (1, 16, 33, 90, 160),
-          (1 << 26,), (1 << 28,)]
+SHAPES = [
+    (1, 4, 128, 128),
+    (4, 4, 128, 128),
+    (1, 16, 21, 90, 160),
+    (1, 16, 33, 90, 160),
+    (1 << 26,),
+    (1 << 28,),
+]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 F64_SHAPES = [(1 << 26,)]  # float64 only here
 NO_DIFFUSERS = [(1 << 28,)]  # the CPU-generator path is skipped here (seconds per call)
 SMALL_REF = (1, 4, 128, 128)
 VIDEO = [(1, 16, 21, 90, 160), (1, 16, 33, 90, 160)]
-HEADLINE = [((1 << 26,), torch.float32), ((1 << 28,), torch.float32),
-            ((1 << 26,), torch.bfloat16), ((1 << 28,), torch.bfloat16)]
+HEADLINE = [
+    ((1 << 26,), torch.float32),
+    ((1 << 28,), torch.float32),
+    ((1 << 26,), torch.bfloat16),
+    ((1 << 28,), torch.bfloat16),
+]
 LARGE = 1 << 24  # from here on: fewer repeats for the blocking diffusers path
 HUGE_BYTES = 1 << 30  # configurations this big need free GPU memory (checked before)
 NO_KERNEL_MAX_NUMEL = 1 << 28  # a build without the CUDA kernel skips fastrand from here on
-VARIANT_CASES = [((1 << 26,), torch.float32), ((1 << 26,), torch.bfloat16),
-                 ((1 << 28,), torch.float32), ((1 << 28,), torch.bfloat16),
-                 ((1, 4, 128, 128), torch.float32)]
+VARIANT_CASES = [
+    ((1 << 26,), torch.float32),
+    ((1 << 26,), torch.bfloat16),
+    ((1 << 28,), torch.float32),
+    ((1 << 28,), torch.bfloat16),
+    ((1, 4, 128, 128), torch.float32),
+]
 
 METHODS = ["fastrand", "torch.randn", "diffusers", "fill_"]
 
@@ -61,10 +74,22 @@ def configs():
 
 def settings(quick):
     if quick:
-        return {"target_s": 0.02, "min_calls": 5, "max_calls": 50, "warmup": 2,
-                "diff_repeats_small": 3, "diff_repeats_large": 1}
-    return {"target_s": 0.05, "min_calls": 10, "max_calls": 200, "warmup": 3,
-            "diff_repeats_small": 5, "diff_repeats_large": 2}
+        return {
+            "target_s": 0.02,
+            "min_calls": 5,
+            "max_calls": 50,
+            "warmup": 2,
+            "diff_repeats_small": 3,
+            "diff_repeats_large": 1,
+        }
+    return {
+        "target_s": 0.05,
+        "min_calls": 10,
+        "max_calls": 200,
+        "warmup": 3,
+        "diff_repeats_small": 5,
+        "diff_repeats_large": 2,
+    }
 
 
 def ratio(a, b):
@@ -82,15 +107,24 @@ def measure_async(fn, st, use_sleep=True):
     n = int(min(st["max_calls"], max(st["min_calls"], st["target_s"] / max(est, 1e-7))))
     wall = C.time_cuda_wall(fn, n, warmup=1)
     kern, ev = C.time_cuda_events(fn, n, warmup=1, host_s_per_call=wall, use_sleep=use_sleep)
-    return {"kernel_us": kern * 1e6, "wall_us": wall * 1e6, "calls": n, "spin": ev["spin"],
-            "spin_not_covering": bool(ev.get("spin_not_covering"))}
+    return {
+        "kernel_us": kern * 1e6,
+        "wall_us": wall * 1e6,
+        "calls": n,
+        "spin": ev["spin"],
+        "spin_not_covering": bool(ev.get("spin_not_covering")),
+    }
 
 
 def measure_blocking(fn, repeats, warmup):
     """Per-call wall time of a path that synchronizes anyway (each call then a synchronize)."""
     t = C.time_cuda_sync(fn, warmup=warmup, repeats=repeats)
-    return {"kernel_us": None, "wall_us": t["best"] * 1e6, "median_us": t["median"] * 1e6,
-            "calls": t["n"]}
+    return {
+        "kernel_us": None,
+        "wall_us": t["best"] * 1e6,
+        "median_us": t["median"] * 1e6,
+        "calls": t["n"],
+    }
 
 
 def make_fns(fastrand, shape, dtype, buf):
@@ -101,8 +135,9 @@ def make_fns(fastrand, shape, dtype, buf):
         "fastrand": lambda: fastrand.randn_tensor(shape, generator=g, device=dev, dtype=dtype),
         "torch.randn": lambda: torch.randn(shape, device=dev, dtype=dtype),
         # diffusers.utils.torch_utils.randn_tensor with a CPU generator and a CUDA target
-        "diffusers": lambda: torch.randn(shape, generator=torch.Generator("cpu").manual_seed(0),
-                                         dtype=dtype).to(dev),
+        "diffusers": lambda: torch.randn(
+            shape, generator=torch.Generator("cpu").manual_seed(0), dtype=dtype
+        ).to(dev),
         "fill_": lambda: buf.fill_(1.0),
     }
 
@@ -124,8 +159,17 @@ def run_config(fastrand, shape, dtype, st, cuda_kernel):
     free = free_bytes()
     if nbytes >= HUGE_BYTES and free is not None and free < 5 * nbytes:
         msg = f"skipped: needs about {5 * nbytes / 2**30:.1f} GiB free, {free / 2**30:.1f} free"
-        return [{"shape": C.fmt_shape(shape), "shape_tuple": list(shape), "numel": n,
-                 "dtype": C.dtype_name(dtype), "method": m, "error": msg} for m in METHODS]
+        return [
+            {
+                "shape": C.fmt_shape(shape),
+                "shape_tuple": list(shape),
+                "numel": n,
+                "dtype": C.dtype_name(dtype),
+                "method": m,
+                "error": msg,
+            }
+            for m in METHODS
+        ]
     buf = fns = None
     try:
         buf = torch.empty(shape, device=DEVICE, dtype=dtype)
@@ -148,7 +192,8 @@ def run_config(fastrand, shape, dtype, st, cuda_kernel):
                 res["diffusers"] = measure_blocking(
                     fns["diffusers"],
                     repeats=st["diff_repeats_large"] if large else st["diff_repeats_small"],
-                    warmup=0 if large else 1)
+                    warmup=0 if large else 1,
+                )
             except Exception as e:  # noqa: BLE001
                 errors["diffusers"] = f"error: {e!r}"
                 print(f"  diffusers {C.fmt_shape(shape)} {C.dtype_name(dtype)}: {e!r}")
@@ -168,8 +213,13 @@ def run_config(fastrand, shape, dtype, st, cuda_kernel):
     fr_k = res.get("fastrand", {}).get("kernel_us")
     rows = []
     for m in METHODS:
-        row = {"shape": C.fmt_shape(shape), "shape_tuple": list(shape), "numel": n,
-               "dtype": C.dtype_name(dtype), "method": m}
+        row = {
+            "shape": C.fmt_shape(shape),
+            "shape_tuple": list(shape),
+            "numel": n,
+            "dtype": C.dtype_name(dtype),
+            "method": m,
+        }
         if m not in res:
             row["error"] = errors.get(m, "not measured")
             rows.append(row)
@@ -208,10 +258,12 @@ def identity_check(fastrand):
         for shape, offset in (((1, 4, 64, 64), 0), ((4097,), 3)):
             key = f"{C.dtype_name(dt)} {C.fmt_shape(shape)} offset {offset}"
             try:
-                a = fastrand.randn_tensor(shape, generator=fastrand.Generator(7, offset=offset),
-                                          device=DEVICE, dtype=dt).cpu()
-                b = fastrand.randn_tensor(shape, generator=fastrand.Generator(7, offset=offset),
-                                          device="cpu", dtype=dt)
+                a = fastrand.randn_tensor(
+                    shape, generator=fastrand.Generator(7, offset=offset), device=DEVICE, dtype=dt
+                ).cpu()
+                b = fastrand.randn_tensor(
+                    shape, generator=fastrand.Generator(7, offset=offset), device="cpu", dtype=dt
+                )
                 iv = ints[a.element_size()]
                 out[key] = "identical" if torch.equal(a.view(iv), b.view(iv)) else "DIFFERENT"
             except Exception as e:  # noqa: BLE001
@@ -228,14 +280,16 @@ def generator_overhead(fastrand, st):
     tg_fr = torch.Generator(device=dev).manual_seed(0)
     tg_torch = torch.Generator(device=dev).manual_seed(0)
     fns = {
-        "fastrand, fastrand.Generator(0)":
-            lambda: fastrand.randn_tensor(shape, generator=fg, device=dev, dtype=dtype),
-        "fastrand, torch.Generator('cuda')":
-            lambda: fastrand.randn_tensor(shape, generator=tg_fr, device=dev, dtype=dtype),
-        "torch.randn, no generator":
-            lambda: torch.randn(shape, device=dev, dtype=dtype),
-        "torch.randn, torch.Generator('cuda')":
-            lambda: torch.randn(shape, generator=tg_torch, device=dev, dtype=dtype),
+        "fastrand, fastrand.Generator(0)": lambda: fastrand.randn_tensor(
+            shape, generator=fg, device=dev, dtype=dtype
+        ),
+        "fastrand, torch.Generator('cuda')": lambda: fastrand.randn_tensor(
+            shape, generator=tg_fr, device=dev, dtype=dtype
+        ),
+        "torch.randn, no generator": lambda: torch.randn(shape, device=dev, dtype=dtype),
+        "torch.randn, torch.Generator('cuda')": lambda: torch.randn(
+            shape, generator=tg_torch, device=dev, dtype=dtype
+        ),
     }
     rows = []
     for name, fn in fns.items():
@@ -248,8 +302,11 @@ def generator_overhead(fastrand, st):
         rows.append(row)
     base = rows[0].get("wall_us")
     for row in rows:
-        row["overhead_us"] = (row["wall_us"] - base) if (base is not None and
-                                                         row.get("wall_us") is not None) else None
+        row["overhead_us"] = (
+            (row["wall_us"] - base)
+            if (base is not None and row.get("wall_us") is not None)
+            else None
+        )
     return rows
 
 
@@ -273,8 +330,9 @@ def variant_sweep(fastrand, st):
 
             try:  # torch in the same sweep, so each variant's ratio has a fresh reference
                 torch_us = measure_async(
-                    lambda shape=shape, dtype=dtype: torch.randn(shape, device=DEVICE,
-                                                                 dtype=dtype), st)["kernel_us"]
+                    lambda shape=shape, dtype=dtype: torch.randn(shape, device=DEVICE, dtype=dtype),
+                    st,
+                )["kernel_us"]
             except Exception:  # noqa: BLE001
                 torch_us = None
                 _sync_quietly()
@@ -309,23 +367,47 @@ def _pct(v):
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
-COLUMNS = [("shape", "shape"), ("dtype", "dtype"), ("method", "method"),
-           ("kernel_us", "kernel us"), ("wall_us", "wall us/call"), ("calls", "calls"),
-           ("gelem_s", "G elem/s"), ("gb_s", "GB/s"), ("fill_frac", "of fill_", _pct),
-           ("vs_torch", "vs torch (kern)", _x), ("vs_torch_wall", "vs torch (wall)", _x),
-           ("vs_diffusers", "vs diffusers", _x), ("error", "note")]
-OVERHEAD_COLUMNS = [("call", "call"), ("wall_us", "wall us/call"), ("overhead_us", "+us"),
-                    ("kernel_us", "kernel us"), ("error", "note")]
-VARIANT_COLUMNS = [("shape", "shape"), ("dtype", "dtype"), ("variant", "variant"),
-                   ("kernel_us", "kernel us"), ("gelem_s", "G elem/s"),
-                   ("torch_us", "torch.randn us"), ("vs_torch", "vs torch (kern)", _x),
-                   ("error", "note")]
+COLUMNS = [
+    ("shape", "shape"),
+    ("dtype", "dtype"),
+    ("method", "method"),
+    ("kernel_us", "kernel us"),
+    ("wall_us", "wall us/call"),
+    ("calls", "calls"),
+    ("gelem_s", "G elem/s"),
+    ("gb_s", "GB/s"),
+    ("fill_frac", "of fill_", _pct),
+    ("vs_torch", "vs torch (kern)", _x),
+    ("vs_torch_wall", "vs torch (wall)", _x),
+    ("vs_diffusers", "vs diffusers", _x),
+    ("error", "note"),
+]
+OVERHEAD_COLUMNS = [
+    ("call", "call"),
+    ("wall_us", "wall us/call"),
+    ("overhead_us", "+us"),
+    ("kernel_us", "kernel us"),
+    ("error", "note"),
+]
+VARIANT_COLUMNS = [
+    ("shape", "shape"),
+    ("dtype", "dtype"),
+    ("variant", "variant"),
+    ("kernel_us", "kernel us"),
+    ("gelem_s", "G elem/s"),
+    ("torch_us", "torch.randn us"),
+    ("vs_torch", "vs torch (kern)", _x),
+    ("error", "note"),
+]
 
 
 def _get(rows, shape, dtype_name, method):
     for r in rows:
-        if (tuple(r["shape_tuple"]) == tuple(shape) and r["dtype"] == dtype_name
-                and r["method"] == method):
+        if (
+            tuple(r["shape_tuple"]) == tuple(shape)
+            and r["dtype"] == dtype_name
+            and r["method"] == method
+        ):
             return r
     return None
 
@@ -335,27 +417,45 @@ def summary(rows, overhead, identity, info):
     for shape, dt in HEADLINE:
         r = _get(rows, shape, C.dtype_name(dt), "fastrand")
         t = _get(rows, shape, C.dtype_name(dt), "torch.randn")
-        s["throughput"].append({
-            "shape": C.fmt_shape(shape), "dtype": C.dtype_name(dt),
-            "vs_torch": r.get("vs_torch") if r else None,
-            "fastrand_us": r.get("kernel_us") if r else None,
-            "torch_us": t.get("kernel_us") if t else None,
-            "fill_frac": r.get("fill_frac") if r else None,
-            "torch_fill_frac": t.get("fill_frac") if t else None})
+        s["throughput"].append(
+            {
+                "shape": C.fmt_shape(shape),
+                "dtype": C.dtype_name(dt),
+                "vs_torch": r.get("vs_torch") if r else None,
+                "fastrand_us": r.get("kernel_us") if r else None,
+                "torch_us": t.get("kernel_us") if t else None,
+                "fill_frac": r.get("fill_frac") if r else None,
+                "torch_fill_frac": t.get("fill_frac") if t else None,
+            }
+        )
     r = _get(rows, SMALL_REF, "float32", "fastrand")
     t = _get(rows, SMALL_REF, "float32", "torch.randn")
     if r and t:
-        s["small"] = {"fastrand_wall_us": r.get("wall_us"), "torch_wall_us": t.get("wall_us"),
-                      "fastrand_over_torch": ratio(r.get("wall_us"), t.get("wall_us"))}
-        tg = next((o for o in overhead if "torch.Generator" in o["call"]
-                   and o["call"].startswith("fastrand")), None)
+        s["small"] = {
+            "fastrand_wall_us": r.get("wall_us"),
+            "torch_wall_us": t.get("wall_us"),
+            "fastrand_over_torch": ratio(r.get("wall_us"), t.get("wall_us")),
+        }
+        tg = next(
+            (
+                o
+                for o in overhead
+                if "torch.Generator" in o["call"] and o["call"].startswith("fastrand")
+            ),
+            None,
+        )
         if tg:
             s["small"]["fastrand_torch_generator_wall_us"] = tg.get("wall_us")
     for shape in VIDEO:
         for dt in DTYPES:
             r = _get(rows, shape, C.dtype_name(dt), "fastrand")
-            s["video"].append({"shape": C.fmt_shape(shape), "dtype": C.dtype_name(dt),
-                               "vs_diffusers": r.get("vs_diffusers") if r else None})
+            s["video"].append(
+                {
+                    "shape": C.fmt_shape(shape),
+                    "dtype": C.dtype_name(dt),
+                    "vs_diffusers": r.get("vs_diffusers") if r else None,
+                }
+            )
     if identity:
         bad = {k: v for k, v in identity.items() if v != "identical"}
         s["identity"] = {"checks": len(identity), "not_identical": bad}
@@ -367,31 +467,42 @@ def print_summary(s, info):
     fr = info.get("fastrand")
     ver = fr.get("version") if isinstance(fr, dict) else "?"
     print()
-    print(f"GPU summary: {g.get('name', '?')}, fastrand {ver}, torch {info.get('torch')} "
-          "(x>1: fastrand faster)")
+    print(
+        f"GPU summary: {g.get('name', '?')}, fastrand {ver}, torch {info.get('torch')} "
+        "(x>1: fastrand faster)"
+    )
     print("  fastrand/torch.randn throughput (kernel time, CUDA events):")
     for e in s["throughput"]:
         if e["vs_torch"] is None:
             print(f"    {e['dtype']:<9} {e['shape']:<5} not measured")
             continue
-        print(f"    {e['dtype']:<9} {e['shape']:<5} {_x(e['vs_torch'])}  (fastrand "
-              f"{C.fmt_num(e['fastrand_us'])} us = {_pct(e['fill_frac'])} of fill_; "
-              f"torch {C.fmt_num(e['torch_us'])} us = {_pct(e['torch_fill_frac'])})")
+        print(
+            f"    {e['dtype']:<9} {e['shape']:<5} {_x(e['vs_torch'])}  (fastrand "
+            f"{C.fmt_num(e['fastrand_us'])} us = {_pct(e['fill_frac'])} of fill_; "
+            f"torch {C.fmt_num(e['torch_us'])} us = {_pct(e['torch_fill_frac'])})"
+        )
     sm = s["small"]
     if sm:
-        line = (f"  (1,4,128,128) f32 wall/call: fastrand {C.fmt_num(sm['fastrand_wall_us'])} us"
-                f" / torch.randn {C.fmt_num(sm['torch_wall_us'])} us = "
-                f"{C.fmt_num(sm['fastrand_over_torch'])}")
+        line = (
+            f"  (1,4,128,128) f32 wall/call: fastrand {C.fmt_num(sm['fastrand_wall_us'])} us"
+            f" / torch.randn {C.fmt_num(sm['torch_wall_us'])} us = "
+            f"{C.fmt_num(sm['fastrand_over_torch'])}"
+        )
         print(line)
         if sm.get("fastrand_torch_generator_wall_us") is not None:
-            print(f"    fastrand with torch.Generator('cuda'): "
-                  f"{C.fmt_num(sm['fastrand_torch_generator_wall_us'])} us/call")
+            print(
+                f"    fastrand with torch.Generator('cuda'): "
+                f"{C.fmt_num(sm['fastrand_torch_generator_wall_us'])} us/call"
+            )
     else:
         print("  (1,4,128,128) f32 wall/call: not measured")
     print("  video latents, fastrand speed-up vs diffusers path (CPU generator + .to('cuda')):")
     for shape in VIDEO:
-        parts = [f"{e['dtype']} {_x(e['vs_diffusers']) if e['vs_diffusers'] else '-'}"
-                 for e in s["video"] if e["shape"] == C.fmt_shape(shape)]
+        parts = [
+            f"{e['dtype']} {_x(e['vs_diffusers']) if e['vs_diffusers'] else '-'}"
+            for e in s["video"]
+            if e["shape"] == C.fmt_shape(shape)
+        ]
         print(f"    {C.fmt_shape(shape)}: " + ", ".join(parts))
     ident = s["identity"]
     if ident is not None:
@@ -417,18 +528,25 @@ def plot(rows, path, info):
         if series:
             panels.append((name, series))
     g = info.get("gpu") or {}
-    C.plot_panels(path, panels, suptitle=f"fastrand CUDA throughput - {g.get('name', '?')}, "
-                                         f"torch {info.get('torch')}",
-                  xlabel="elements (log2)", ylabel="G elements/s", logy=True)
+    C.plot_panels(
+        path,
+        panels,
+        suptitle=f"fastrand CUDA throughput - {g.get('name', '?')}, torch {info.get('torch')}",
+        xlabel="elements (log2)",
+        ylabel="G elements/s",
+        logy=True,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 def run(args):
     t_start = time.perf_counter()
     if not torch.cuda.is_available():
-        print("bench_gpu: CUDA is not available to torch "
-              f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); nothing to measure. "
-              "Run this on a machine with an NVIDIA GPU.")
+        print(
+            "bench_gpu: CUDA is not available to torch "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); nothing to measure. "
+            "Run this on a machine with an NVIDIA GPU."
+        )
         return 0
     try:
         fastrand = C.import_fastrand()
@@ -439,20 +557,36 @@ def run(args):
     C.print_machine(info)
     cuda_kernel = bool(fastrand.build_info().get("cuda"))
     if not cuda_kernel:
-        print("WARNING: this fastrand build has no CUDA kernel: randn_tensor(device='cuda') "
-              "generates on the CPU and copies. Its GPU figures below measure that fallback; "
-              "2^28 is skipped for it.")
+        print(
+            "WARNING: this fastrand build has no CUDA kernel: randn_tensor(device='cuda') "
+            "generates on the CPU and copies. Its GPU figures below measure that fallback; "
+            "2^28 is skipped for it."
+        )
     st = settings(args.quick)
-    print(f"mode: {'quick' if args.quick else 'full'}; time budget {args.budget_s:.0f} s; "
-          f"settings {st}")
-    print("kernel us: CUDA events around back-to-back calls (a spin kernel queued first hides "
-          "the host); wall us/call: N calls then one synchronize, / N. Ratios >1: the row's "
-          "method is faster; vs diffusers compares wall times.\n")
+    print(
+        f"mode: {'quick' if args.quick else 'full'}; time budget {args.budget_s:.0f} s; "
+        f"settings {st}"
+    )
+    print(
+        "kernel us: CUDA events around back-to-back calls (a spin kernel queued first hides "
+        "the host); wall us/call: N calls then one synchronize, / N. Ratios >1: the row's "
+        "method is faster; vs diffusers compares wall times.\n"
+    )
 
     out_json = os.path.join(args.out, "gpu.json")
-    payload = {"benchmark": "gpu", "mode": "quick" if args.quick else "full", "machine": info,
-               "settings": st, "identity": None, "results": [], "generator_overhead": [],
-               "variants": [], "skipped": [], "summary": None, "complete": False}
+    payload = {
+        "benchmark": "gpu",
+        "mode": "quick" if args.quick else "full",
+        "machine": info,
+        "settings": st,
+        "identity": None,
+        "results": [],
+        "generator_overhead": [],
+        "variants": [],
+        "skipped": [],
+        "summary": None,
+        "complete": False,
+    }
 
     def save():
         payload["elapsed_s"] = round(time.perf_counter() - t_start, 1)
@@ -464,8 +598,10 @@ def run(args):
     try:
         payload["identity"] = identity_check(fastrand)
         bad = {k: v for k, v in payload["identity"].items() if v != "identical"}
-        print(f"CPU/CUDA bit identity: {'FAILED ' + str(bad) if bad else 'identical'} "
-              f"({len(payload['identity'])} checks)\n")
+        print(
+            f"CPU/CUDA bit identity: {'FAILED ' + str(bad) if bad else 'identical'} "
+            f"({len(payload['identity'])} checks)\n"
+        )
     except Exception as e:  # noqa: BLE001
         print(f"identity check failed to run: {e!r}")
     save()
@@ -484,8 +620,10 @@ def run(args):
     for shape, dtype in configs():
         elapsed = time.perf_counter() - t_start
         if elapsed > args.budget_s:
-            print(f"  skipping {C.fmt_shape(shape)} {C.dtype_name(dtype)}: time budget "
-                  f"({elapsed:.0f} s > {args.budget_s:.0f} s)")
+            print(
+                f"  skipping {C.fmt_shape(shape)} {C.dtype_name(dtype)}: time budget "
+                f"({elapsed:.0f} s > {args.budget_s:.0f} s)"
+            )
             payload["skipped"].append([C.fmt_shape(shape), C.dtype_name(dtype)])
             continue
         try:
@@ -503,9 +641,12 @@ def run(args):
 
     try:
         payload["generator_overhead"] = generator_overhead(fastrand, st)
-        C.print_table(payload["generator_overhead"], OVERHEAD_COLUMNS,
-                      title="Per-call overhead by generator, (1,4,128,128) float32 "
-                            "(+us: wall time over fastrand.Generator)")
+        C.print_table(
+            payload["generator_overhead"],
+            OVERHEAD_COLUMNS,
+            title="Per-call overhead by generator, (1,4,128,128) float32 "
+            "(+us: wall time over fastrand.Generator)",
+        )
         print()
     except Exception as e:  # noqa: BLE001
         print(f"generator overhead section failed: {e!r}")
@@ -516,9 +657,12 @@ def run(args):
         try:
             payload["variants"] = variant_sweep(fastrand, st)
             if payload["variants"]:
-                C.print_table(payload["variants"], VARIANT_COLUMNS,
-                              title="fastrand CUDA launch shapes (_C.cuda_set_variant; "
-                                    "0 = default, all give the same bits)")
+                C.print_table(
+                    payload["variants"],
+                    VARIANT_COLUMNS,
+                    title="fastrand CUDA launch shapes (_C.cuda_set_variant; "
+                    "0 = default, all give the same bits)",
+                )
                 print()
         except Exception as e:  # noqa: BLE001
             print(f"variant sweep failed: {e!r}")
@@ -530,8 +674,9 @@ def run(args):
     except Exception:  # noqa: BLE001
         pass
     try:
-        payload["summary"] = summary(payload["results"], payload["generator_overhead"],
-                                     payload["identity"], info)
+        payload["summary"] = summary(
+            payload["results"], payload["generator_overhead"], payload["identity"], info
+        )
     except Exception as e:  # noqa: BLE001
         print(f"summary failed: {e!r}")
         traceback.print_exc()
@@ -552,10 +697,17 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", default="bench-results", help="output folder (default bench-results/)")
     p.add_argument("--quick", action="store_true", help="fewer repeats")
-    p.add_argument("--budget-s", type=float, default=75.0,
-                   help="stop starting new configurations after this many seconds (default 75)")
-    p.add_argument("--no-variants", action="store_true",
-                   help="skip the sweep over fastrand's CUDA launch shapes")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=75.0,
+        help="stop starting new configurations after this many seconds (default 75)",
+    )
+    p.add_argument(
+        "--no-variants",
+        action="store_true",
+        help="skip the sweep over fastrand's CUDA launch shapes",
+    )
     return run(p.parse_args(argv))
 
 

@@ -47,8 +47,14 @@ def check_angles():
     count = 1 << 26
     gpu = torch.empty(2 * count, dtype=torch.float32, device="cuda")
     cpu = torch.empty(2 * count, dtype=torch.float32)
-    _C.probe_cuda(_C.PROBE_ANGLE32, gpu.data_ptr(), 0, count, torch.cuda.current_device(),
-                  torch.cuda.current_stream().cuda_stream)
+    _C.probe_cuda(
+        _C.PROBE_ANGLE32,
+        gpu.data_ptr(),
+        0,
+        count,
+        torch.cuda.current_device(),
+        torch.cuda.current_stream().cuda_stream,
+    )
     _C.probe_cpu(_C.PROBE_ANGLE32, cpu.data_ptr(), 0, count, _cpu_threads())
     bad = int((gpu.view(torch.int32) != cpu.to("cuda").view(torch.int32)).sum())
     return bad, time.perf_counter() - t0
@@ -63,7 +69,11 @@ def check_volume(total=100_000_000, pieces=4, seed=2024):
         t0 = time.perf_counter()
         bad = 0
         for _ in range(pieces):
-            s, st, off = rng.randrange(U64), rng.choice([0, rng.randrange(U64)]), rng.randrange(U64) | 1
+            s, st, off = (
+                rng.randrange(U64),
+                rng.choice([0, rng.randrange(U64)]),
+                rng.randrange(U64) | 1,
+            )
             n = total // pieces + rng.randrange(7)
             outs = []
             for device in ("cuda", "cpu"):
@@ -75,11 +85,18 @@ def check_volume(total=100_000_000, pieces=4, seed=2024):
                 else:
                     outs.append(fastrand.random_words(n, generator=g, device=device))
             a, b = outs
-            width = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+            width = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[
+                a.element_size()
+            ]
             bad += int((a.view(width) != b.to("cuda").view(width)).sum())
             del a, b, outs
-        rows.append({"check": f"{kind} {str(dt).replace('torch.', '')} x{total:.0e}",
-                     "mismatches": bad, "seconds": round(time.perf_counter() - t0, 2)})
+        rows.append(
+            {
+                "check": f"{kind} {str(dt).replace('torch.', '')} x{total:.0e}",
+                "mismatches": bad,
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
     return rows
 
 
@@ -96,8 +113,9 @@ def main():
     rows.append({"check": "radius32, all 2^32 words", "mismatches": bad, "seconds": round(sec, 2)})
     print(rows[-1], flush=True)
     bad, sec = check_angles()
-    rows.append({"check": "sin/cos32, all 2^26 angle inputs", "mismatches": bad,
-                 "seconds": round(sec, 2)})
+    rows.append(
+        {"check": "sin/cos32, all 2^26 angle inputs", "mismatches": bad, "seconds": round(sec, 2)}
+    )
     print(rows[-1], flush=True)
     for r in check_volume(args.values):
         rows.append(r)

@@ -37,7 +37,9 @@ def main(argv=None):
         sys.stdout.write(proc.stdout)
         rc = rc or proc.returncode
         lines = proc.stdout.splitlines()
-        start = next((i for i, l in enumerate(lines) if l.startswith(("Summary", "GPU summary"))), None)
+        start = next(
+            (i for i, line in enumerate(lines) if line.startswith(("Summary", "GPU summary"))), None
+        )
         if start is not None:
             summaries.append("\n".join(lines[start:]))
     print("\n" + "=" * 30 + " summary " + "=" * 30)

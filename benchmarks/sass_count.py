@@ -23,8 +23,11 @@ def main(path):
         total = sum(ops.values())
         top = ", ".join(f"{k} {v}" for k, v in ops.most_common(8))
         m = re.search(r"fill_kernelINS_\w*?v1\d+(\w+?)E([jm])Li(\d+)E", name)
-        short = (f"{m.group(1)} idx{'32' if m.group(2) == 'j' else '64'} x{m.group(3)}"
-                 if m else name[:90])
+        short = (
+            f"{m.group(1)} idx{'32' if m.group(2) == 'j' else '64'} x{m.group(3)}"
+            if m
+            else name[:90]
+        )
         print(f"{total:6d}  {short:28s} {top}")
 
 

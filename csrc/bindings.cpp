@@ -20,8 +20,8 @@ using namespace fastrand;
 
 namespace {
 
-Request make_request(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed,
-                     uint64_t stream, uint64_t offset) {
+Request make_request(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, uint64_t stream,
+                     uint64_t offset) {
   if (!valid_kind_dtype(kind, dtype))
     throw py::value_error("fastrand._C: unsupported (kind, dtype) code pair");
   if (n != 0 && ptr == 0) throw py::value_error("fastrand._C: null output pointer");
@@ -79,8 +79,7 @@ void probe_cuda(int which, uintptr_t ptr, uint64_t first, uint64_t count, int de
   std::string err;
   {
     py::gil_scoped_release nogil;
-    err = probe_cuda_impl(which, reinterpret_cast<float*>(ptr), first, count, device,
-                          cuda_stream);
+    err = probe_cuda_impl(which, reinterpret_cast<float*>(ptr), first, count, device, cuda_stream);
   }
   if (!err.empty()) throw std::runtime_error("fastrand CUDA probe: " + err);
 }
@@ -123,10 +122,9 @@ PYBIND11_MODULE(_C, m) {
 #if defined(FASTRAND_WITH_CUDA)
   m.attr("CUDA") = true;
   m.attr("CUDA_ARCHS") = cuda_archs();
-  m.def("fill_cuda", &fill_cuda, py::arg("ptr"), py::arg("n"), py::arg("kind"),
-        py::arg("dtype"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
-        py::arg("device"), py::arg("cuda_stream"),
-        "Launch the fill kernel on cuda_stream of device (asynchronous).");
+  m.def("fill_cuda", &fill_cuda, py::arg("ptr"), py::arg("n"), py::arg("kind"), py::arg("dtype"),
+        py::arg("seed"), py::arg("stream"), py::arg("offset"), py::arg("device"),
+        py::arg("cuda_stream"), "Launch the fill kernel on cuda_stream of device (asynchronous).");
   m.def("fill_cuda_state", &fill_cuda_state, py::arg("ptr"), py::arg("n"), py::arg("kind"),
         py::arg("dtype"), py::arg("state"), py::arg("device"), py::arg("cuda_stream"),
         "Launch the fill reading (seed, stream, offset) from device memory, then advance it.");

@@ -33,7 +33,8 @@ inline uint64_t simd_groups(typename Op::T* __restrict o, uint64_t b0, uint64_t 
     U x = base + lane;
     // lanes whose low word wrapped carry into the high word (block indices wrap at 2^62)
     U y = (L::splat_u(uint32_t(b >> 32)) +
-           L::sel_u(L::ugt(base, x), L::splat_u(1u), L::splat_u(0u))) & L::splat_u(0x3fffffffu);
+           L::sel_u(L::ugt(base, x), L::splat_u(1u), L::splat_u(0u))) &
+          L::splat_u(0x3fffffffu);
     U z = L::splat_u(s_lo), w = L::splat_u(s_hi);
     philox_lanes<L>(x, y, z, w, rk);
     U v[4];
@@ -51,8 +52,8 @@ inline uint64_t simd_groups(typename Op::T* __restrict o, uint64_t b0, uint64_t 
 // AVX-512; 0.59 / 0.79 / 0.88 with AVX2), then two, then one, and write the lanes in position
 // order.
 template <class Op>
-inline void whole_blocks(typename Op::T* __restrict o, uint64_t b0, uint64_t nfull,
-                         uint32_t s_lo, uint32_t s_hi, const RoundKeys& rk) {
+inline void whole_blocks(typename Op::T* __restrict o, uint64_t b0, uint64_t nfull, uint32_t s_lo,
+                         uint32_t s_hi, const RoundKeys& rk) {
   using T = typename Op::T;
   constexpr int P = Op::PER_BLOCK;
   uint64_t k = 0;
@@ -104,24 +105,34 @@ void fill_range(typename Op::T* __restrict out, uint64_t n, uint64_t start, uint
 // One contiguous piece [first, first + count) of request r.
 inline void fill_piece(const Request& r, uint64_t first, uint64_t count) {
   const RoundKeys rk = make_round_keys(r.seed);
-#define FR_CASE(OP)                                                                         \
-  {                                                                                         \
-    constexpr uint64_t S = 4 / OP::PER_BLOCK;                                               \
-    const uint64_t start = first_position(r.offset, OP::PER_BLOCK) + S * first;             \
-    fill_range<OP>(static_cast<OP::T*>(r.out) + first, count, start, r.stream, rk);         \
-    return;                                                                                 \
+#define FR_CASE(OP)                                                                 \
+  {                                                                                 \
+    constexpr uint64_t S = 4 / OP::PER_BLOCK;                                       \
+    const uint64_t start = first_position(r.offset, OP::PER_BLOCK) + S * first;     \
+    fill_range<OP>(static_cast<OP::T*>(r.out) + first, count, start, r.stream, rk); \
+    return;                                                                         \
   }
   switch (r.kind * 8 + r.dtype) {
-    case KIND_NORMAL * 8 + DT_FLOAT32: FR_CASE(NormalF32)
-    case KIND_NORMAL * 8 + DT_FLOAT16: FR_CASE(NormalF16)
-    case KIND_NORMAL * 8 + DT_BFLOAT16: FR_CASE(NormalBF16)
-    case KIND_NORMAL * 8 + DT_FLOAT64: FR_CASE(NormalF64)
-    case KIND_UNIFORM * 8 + DT_FLOAT32: FR_CASE(UniformF32)
-    case KIND_UNIFORM * 8 + DT_FLOAT16: FR_CASE(UniformF16)
-    case KIND_UNIFORM * 8 + DT_BFLOAT16: FR_CASE(UniformBF16)
-    case KIND_UNIFORM * 8 + DT_FLOAT64: FR_CASE(UniformF64)
-    case KIND_WORDS * 8 + DT_UINT32: FR_CASE(RawWords)
-    default: return;  // refused before it gets here (valid_kind_dtype)
+    case KIND_NORMAL * 8 + DT_FLOAT32:
+      FR_CASE(NormalF32)
+    case KIND_NORMAL * 8 + DT_FLOAT16:
+      FR_CASE(NormalF16)
+    case KIND_NORMAL * 8 + DT_BFLOAT16:
+      FR_CASE(NormalBF16)
+    case KIND_NORMAL * 8 + DT_FLOAT64:
+      FR_CASE(NormalF64)
+    case KIND_UNIFORM * 8 + DT_FLOAT32:
+      FR_CASE(UniformF32)
+    case KIND_UNIFORM * 8 + DT_FLOAT16:
+      FR_CASE(UniformF16)
+    case KIND_UNIFORM * 8 + DT_BFLOAT16:
+      FR_CASE(UniformBF16)
+    case KIND_UNIFORM * 8 + DT_FLOAT64:
+      FR_CASE(UniformF64)
+    case KIND_WORDS * 8 + DT_UINT32:
+      FR_CASE(RawWords)
+    default:
+      return;  // refused before it gets here (valid_kind_dtype)
   }
 #undef FR_CASE
 }

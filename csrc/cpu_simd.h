@@ -74,10 +74,9 @@ struct SimdLanes : VectorLanes<16> {
     const __m512 u2 = _mm512_shuffle_ps(t1, t3, 0x44), u3 = _mm512_shuffle_ps(t1, t3, 0xEE);
     const __m512 v0 = _mm512_shuffle_f32x4(u0, u1, 0x44), v1 = _mm512_shuffle_f32x4(u2, u3, 0x44);
     const __m512 v2 = _mm512_shuffle_f32x4(u0, u1, 0xEE), v3 = _mm512_shuffle_f32x4(u2, u3, 0xEE);
-    const __m512i o[4] = {(__m512i)_mm512_shuffle_f32x4(v0, v1, 0x88),
-                          (__m512i)_mm512_shuffle_f32x4(v0, v1, 0xDD),
-                          (__m512i)_mm512_shuffle_f32x4(v2, v3, 0x88),
-                          (__m512i)_mm512_shuffle_f32x4(v2, v3, 0xDD)};
+    const __m512i o[4] = {
+        (__m512i)_mm512_shuffle_f32x4(v0, v1, 0x88), (__m512i)_mm512_shuffle_f32x4(v0, v1, 0xDD),
+        (__m512i)_mm512_shuffle_f32x4(v2, v3, 0x88), (__m512i)_mm512_shuffle_f32x4(v2, v3, 0xDD)};
     for (int q = 0; q < 4; ++q) {
       if constexpr (sizeof(T) == 4) {
         _mm512_storeu_si512(reinterpret_cast<void*>(dst + 16 * q), o[q]);
@@ -137,7 +136,6 @@ struct SimdLanes : VectorLanes<8> {
   }
 };
 #endif
-
 
 #if defined(FR_HAVE_SIMD_LANES)
 // Two SIMD groups side by side: every operation is applied to both halves, so the two groups'

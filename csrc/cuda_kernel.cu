@@ -59,8 +59,8 @@ struct BlockStore<double, 2> {
 // launch and Philox's first rounds partly fold into per-launch constants.
 __device__ __forceinline__ Words4 block_counter(uint64_t b_first, uint32_t j, uint32_t s_lo,
                                                 uint32_t s_hi) {
-  return Words4{uint32_t(b_first) + j, uint32_t(b_first >> 32) & uint32_t(BLOCK_MASK >> 32),
-                s_lo, s_hi};
+  return Words4{uint32_t(b_first) + j, uint32_t(b_first >> 32) & uint32_t(BLOCK_MASK >> 32), s_lo,
+                s_hi};
 }
 __device__ __forceinline__ Words4 block_counter(uint64_t b_first, uint64_t j, uint32_t s_lo,
                                                 uint32_t s_hi) {
@@ -126,9 +126,8 @@ __global__ void __launch_bounds__(NT)
   // The round keys are a kernel parameter: Philox's xors read them straight from the constant
   // bank instead of recomputing the key schedule in every iteration.
   constexpr uint64_t S = 4 / Op::PER_BLOCK;
-  fill_blocks<Op, Idx, UNROLL, NT>(out, Idx(n), Idx((start & 3u) / S), start >> 2,
-                                   uint32_t(stream), uint32_t(stream >> 32), rk, Idx(nblocks),
-                                   Idx(nvec));
+  fill_blocks<Op, Idx, UNROLL, NT>(out, Idx(n), Idx((start & 3u) / S), start >> 2, uint32_t(stream),
+                                   uint32_t(stream >> 32), rk, Idx(nblocks), Idx(nvec));
 }
 
 __global__ void probe_kernel(int which, float* out, uint64_t first, uint64_t count) {
@@ -143,8 +142,8 @@ __global__ void probe_kernel(int which, float* out, uint64_t first, uint64_t cou
 // round keys come from the state, not from a launch parameter.
 template <class Op>
 __global__ void __launch_bounds__(THREADS)
-    fill_state_kernel(typename Op::T* __restrict__ out, uint64_t n, const uint64_t* __restrict__ state,
-                      bool aligned) {
+    fill_state_kernel(typename Op::T* __restrict__ out, uint64_t n,
+                      const uint64_t* __restrict__ state, bool aligned) {
   constexpr int P = Op::PER_BLOCK;
   constexpr uint64_t S = 4 / P;
   const uint64_t seed = state[0], stream = state[1];
@@ -209,9 +208,9 @@ struct DeviceGuard {
 // grid matters more there).
 constexpr int N_VARIANTS = 9;
 template <class Op>
-constexpr bool kLargeTwoPerStep = std::is_same<Op, NormalF32>::value ||
-                                  std::is_same<Op, NormalF16>::value ||
-                                  std::is_same<Op, NormalBF16>::value;
+constexpr bool kLargeTwoPerStep =
+    std::is_same<Op, NormalF32>::value || std::is_same<Op, NormalF16>::value ||
+    std::is_same<Op, NormalBF16>::value;
 int g_variant = 0;
 
 unsigned grid_for(uint64_t work, int device, uint64_t ctas_per_sm, int threads = THREADS) {
@@ -227,8 +226,8 @@ void launch_shape(const Request& r, int device, cudaStream_t st, uint64_t start,
                   uint64_t nvec, uint64_t ctas_per_sm) {
   const uint64_t work = nvec > 0 ? (nvec + UNROLL - 1) / UNROLL : nblocks;
   fill_kernel<Op, Idx, UNROLL, NT><<<grid_for(work, device, ctas_per_sm, NT), NT, 0, st>>>(
-      static_cast<typename Op::T*>(r.out), r.n, start, r.stream, make_round_keys(r.seed),
-      nblocks, nvec);
+      static_cast<typename Op::T*>(r.out), r.n, start, r.stream, make_round_keys(r.seed), nblocks,
+      nvec);
 }
 
 template <class Op>
@@ -263,8 +262,7 @@ cudaError_t launch(const Request& r, int device, cudaStream_t st) {
     launch_shape<Op, uint32_t, 2>(r, device, st, start, nblocks, nvec, 16);
   } else if (v == 8) {
     launch_shape<Op, uint32_t, 4>(r, device, st, start, nblocks, nvec, 8);
-  } else if (kLargeTwoPerStep<Op> &&
-             nvec >= 16 * uint64_t(sm_count(device)) * 16 * THREADS) {
+  } else if (kLargeTwoPerStep<Op> && nvec >= 16 * uint64_t(sm_count(device)) * 16 * THREADS) {
     // large normal draws: 2 blocks per step (variant 7), at least 8 whole steps
     launch_shape<Op, uint32_t, 2>(r, device, st, start, nblocks, nvec, 16);
   } else {
@@ -295,16 +293,35 @@ std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
   cudaStream_t st = reinterpret_cast<cudaStream_t>(cuda_stream);
   cudaError_t err = cudaErrorInvalidValue;
   switch (r.kind * 8 + r.dtype) {
-    case KIND_NORMAL * 8 + DT_FLOAT32: err = launch<NormalF32>(r, device, st); break;
-    case KIND_NORMAL * 8 + DT_FLOAT16: err = launch<NormalF16>(r, device, st); break;
-    case KIND_NORMAL * 8 + DT_BFLOAT16: err = launch<NormalBF16>(r, device, st); break;
-    case KIND_NORMAL * 8 + DT_FLOAT64: err = launch<NormalF64>(r, device, st); break;
-    case KIND_UNIFORM * 8 + DT_FLOAT32: err = launch<UniformF32>(r, device, st); break;
-    case KIND_UNIFORM * 8 + DT_FLOAT16: err = launch<UniformF16>(r, device, st); break;
-    case KIND_UNIFORM * 8 + DT_BFLOAT16: err = launch<UniformBF16>(r, device, st); break;
-    case KIND_UNIFORM * 8 + DT_FLOAT64: err = launch<UniformF64>(r, device, st); break;
-    case KIND_WORDS * 8 + DT_UINT32: err = launch<RawWords>(r, device, st); break;
-    default: break;
+    case KIND_NORMAL * 8 + DT_FLOAT32:
+      err = launch<NormalF32>(r, device, st);
+      break;
+    case KIND_NORMAL * 8 + DT_FLOAT16:
+      err = launch<NormalF16>(r, device, st);
+      break;
+    case KIND_NORMAL * 8 + DT_BFLOAT16:
+      err = launch<NormalBF16>(r, device, st);
+      break;
+    case KIND_NORMAL * 8 + DT_FLOAT64:
+      err = launch<NormalF64>(r, device, st);
+      break;
+    case KIND_UNIFORM * 8 + DT_FLOAT32:
+      err = launch<UniformF32>(r, device, st);
+      break;
+    case KIND_UNIFORM * 8 + DT_FLOAT16:
+      err = launch<UniformF16>(r, device, st);
+      break;
+    case KIND_UNIFORM * 8 + DT_BFLOAT16:
+      err = launch<UniformBF16>(r, device, st);
+      break;
+    case KIND_UNIFORM * 8 + DT_FLOAT64:
+      err = launch<UniformF64>(r, device, st);
+      break;
+    case KIND_WORDS * 8 + DT_UINT32:
+      err = launch<RawWords>(r, device, st);
+      break;
+    default:
+      break;
   }
   return err == cudaSuccess ? std::string() : std::string(cudaGetErrorString(err));
 }
@@ -321,16 +338,35 @@ std::string cuda_fill_state(const Request& r, uint64_t* state, int device, uintp
   }
   cudaError_t err = cudaErrorInvalidValue;
   switch (r.kind * 8 + r.dtype) {
-    case KIND_NORMAL * 8 + DT_FLOAT32: err = launch_state<NormalF32>(r, state, device, st); break;
-    case KIND_NORMAL * 8 + DT_FLOAT16: err = launch_state<NormalF16>(r, state, device, st); break;
-    case KIND_NORMAL * 8 + DT_BFLOAT16: err = launch_state<NormalBF16>(r, state, device, st); break;
-    case KIND_NORMAL * 8 + DT_FLOAT64: err = launch_state<NormalF64>(r, state, device, st); break;
-    case KIND_UNIFORM * 8 + DT_FLOAT32: err = launch_state<UniformF32>(r, state, device, st); break;
-    case KIND_UNIFORM * 8 + DT_FLOAT16: err = launch_state<UniformF16>(r, state, device, st); break;
-    case KIND_UNIFORM * 8 + DT_BFLOAT16: err = launch_state<UniformBF16>(r, state, device, st); break;
-    case KIND_UNIFORM * 8 + DT_FLOAT64: err = launch_state<UniformF64>(r, state, device, st); break;
-    case KIND_WORDS * 8 + DT_UINT32: err = launch_state<RawWords>(r, state, device, st); break;
-    default: break;
+    case KIND_NORMAL * 8 + DT_FLOAT32:
+      err = launch_state<NormalF32>(r, state, device, st);
+      break;
+    case KIND_NORMAL * 8 + DT_FLOAT16:
+      err = launch_state<NormalF16>(r, state, device, st);
+      break;
+    case KIND_NORMAL * 8 + DT_BFLOAT16:
+      err = launch_state<NormalBF16>(r, state, device, st);
+      break;
+    case KIND_NORMAL * 8 + DT_FLOAT64:
+      err = launch_state<NormalF64>(r, state, device, st);
+      break;
+    case KIND_UNIFORM * 8 + DT_FLOAT32:
+      err = launch_state<UniformF32>(r, state, device, st);
+      break;
+    case KIND_UNIFORM * 8 + DT_FLOAT16:
+      err = launch_state<UniformF16>(r, state, device, st);
+      break;
+    case KIND_UNIFORM * 8 + DT_BFLOAT16:
+      err = launch_state<UniformBF16>(r, state, device, st);
+      break;
+    case KIND_UNIFORM * 8 + DT_FLOAT64:
+      err = launch_state<UniformF64>(r, state, device, st);
+      break;
+    case KIND_WORDS * 8 + DT_UINT32:
+      err = launch_state<RawWords>(r, state, device, st);
+      break;
+    default:
+      break;
   }
   return err == cudaSuccess ? std::string() : std::string(cudaGetErrorString(err));
 }
@@ -341,8 +377,8 @@ std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t coun
   DeviceGuard guard(device);
   if (guard.err != cudaSuccess) return cudaGetErrorString(guard.err);
   cudaGetLastError();
-  probe_kernel<<<grid_for(count, device, 16), THREADS, 0, reinterpret_cast<cudaStream_t>(cuda_stream)>>>(
-      which, out, first, count);
+  probe_kernel<<<grid_for(count, device, 16), THREADS, 0,
+                 reinterpret_cast<cudaStream_t>(cuda_stream)>>>(which, out, first, count);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? std::string() : std::string(cudaGetErrorString(err));
 }

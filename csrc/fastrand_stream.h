@@ -280,12 +280,12 @@ struct ScalarLanes {
   FR_HD static F add(F a, F b) { return f_add(a, b); }
   FR_HD static F sub(F a, F b) { return f_sub(a, b); }
   FR_HD static F fma(F a, F b, F c) { return f_fma(a, b, c); }
-  FR_HD static F sqrt(F a) { return f_sqrt_radius(a); }  // radius domain only
-  FR_HD static F cvt_u32(U v) { return f_from_u32(v); }   // correctly rounded
-  FR_HD static F cvt_small(U v) { return f_from_u32(v); } // v < 2^24: exact
-  FR_HD static F cvt_i32(U v) { return f_from_i32(int32_t(v)); }  // signed, exact here
+  FR_HD static F sqrt(F a) { return f_sqrt_radius(a); }                 // radius domain only
+  FR_HD static F cvt_u32(U v) { return f_from_u32(v); }                 // correctly rounded
+  FR_HD static F cvt_small(U v) { return f_from_u32(v); }               // v < 2^24: exact
+  FR_HD static F cvt_i32(U v) { return f_from_i32(int32_t(v)); }        // signed, exact here
   FR_HD static U sra(U v, int k) { return uint32_t(int32_t(v) >> k); }  // arithmetic shift
-  FR_HD static U mad(U a, uint32_t m, U c) {  // a * m + c (mod 2^32)
+  FR_HD static U mad(U a, uint32_t m, U c) {                            // a * m + c (mod 2^32)
 #if defined(__CUDA_ARCH__)
     U r;  // one integer multiply-add (the compiler would rewrite it as shifts and masks)
     asm("mad.lo.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(m), "r"(c));
@@ -310,7 +310,8 @@ struct ScalarLanes {
     // instructions (shift, and, compare).
     uint32_t r;
     asm("{\n\t.reg .pred p;\n\tsetp.lt.s32 p, %1, 0;\n\tselp.u32 %0, 1, 0, p;\n\t}"
-        : "=r"(r) : "r"(a));
+        : "=r"(r)
+        : "r"(a));
     return r != 0u;
 #else
     return int32_t(a) < 0;
@@ -335,9 +336,8 @@ FR_HD Words4 philox(Words4 c, uint32_t k0, uint32_t k1) {
 
 // The four words of block b of a stream (spec section 2).
 FR_HD Words4 block_words(uint64_t block, uint64_t stream, const RoundKeys& rk) {
-  return philox_rk(Words4{uint32_t(block), uint32_t(block >> 32), uint32_t(stream),
-                          uint32_t(stream >> 32)},
-                   rk);
+  return philox_rk(
+      Words4{uint32_t(block), uint32_t(block >> 32), uint32_t(stream), uint32_t(stream >> 32)}, rk);
 }
 
 // The float32 radius and angle below compute exactly the spec's values (section 3) with fewer
@@ -380,8 +380,8 @@ FR_HD typename L::F twice_log_c_t(typename L::F v) {
   const F z = L::mul(x, x);
   y = L::mul(L::mul(y, x), z);
   y = L::fma(fe, L::splat(f_bits(twice(Q1))), y);
-  y = L::sub(y, z);                                 // 2 F(z, -0.5f, y)
-  const F t = L::fma(x, L::splat(2.0f), y);         // 2 (x + y): 2x is exact
+  y = L::sub(y, z);                          // 2 F(z, -0.5f, y)
+  const F t = L::fma(x, L::splat(2.0f), y);  // 2 (x + y): 2x is exact
   return L::fma(fe, L::splat(f_bits(twice(Q2))), t);
 }
 
@@ -453,8 +453,8 @@ FR_HD typename L::U f16_bits_t(typename L::F f) {
   const U sign = (b >> 16) & L::splat_u(0x8000u);
   const U x = b & L::splat_u(0x7fffffffu);
   // normal halves: round the 13 dropped bits to nearest even, rebias the exponent
-  const U normal = ((x + L::splat_u(0xfffu) + ((x >> 13) & L::splat_u(1u))) -
-                    L::splat_u(0x38000000u)) >> 13;
+  const U normal =
+      ((x + L::splat_u(0xfffu) + ((x >> 13) & L::splat_u(1u))) - L::splat_u(0x38000000u)) >> 13;
   // below 2^-14: adding 0.5 leaves binary32 steps of 2^-24, the subnormal half's unit, so the
   // sum's low bits are the half rounded to nearest even (a result of 0x400 is 2^-14, normal)
   const U sub = L::as_u(L::add(L::as_f(x), L::splat(0.5f))) - L::splat_u(0x3f000000u);
@@ -477,7 +477,6 @@ FR_HD uint16_t f32_to_f16_bits(float f) {
   return uint16_t(f16_bits_t<ScalarLanes>(f));
 #endif
 }
-
 
 FR_HD uint16_t f32_to_bf16_bits(float f) {
 #if defined(__CUDA_ARCH__)

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import bits, ref_bits
 
 import fastrand
-from conftest import bits, ref_bits
 
 SHAPE = (3, 4, 5, 6)
 
@@ -20,7 +20,7 @@ def test_list_of_generators_draws_rows():
     assert out.shape == SHAPE
     for i, s in enumerate((1, 2, 3)):
         row = fastrand.randn_tensor((1,) + SHAPE[1:], generator=fastrand.Generator(s))
-        assert np.array_equal(bits(out[i:i + 1]), bits(row))
+        assert np.array_equal(bits(out[i : i + 1]), bits(row))
     # each generator advanced by one row
     assert all(g.get_offset() == 4 * 5 * 6 for g in gens)
 
@@ -55,7 +55,9 @@ def test_devices_and_defaults():
     a = fastrand.randn_tensor(SHAPE, generator=g())
     assert a.device.type == "cpu" and a.dtype == torch.float32 and a.shape == SHAPE
     for dev in ("cpu", torch.device("cpu")):
-        assert np.array_equal(bits(fastrand.randn_tensor(SHAPE, generator=g(), device=dev)), bits(a))
+        assert np.array_equal(
+            bits(fastrand.randn_tensor(SHAPE, generator=g(), device=dev)), bits(a)
+        )
     assert np.array_equal(bits(fastrand.randn_tensor(list(SHAPE), generator=g())), bits(a))
     assert np.array_equal(bits(fastrand.randn_tensor(torch.Size(SHAPE), generator=g())), bits(a))
     prev = torch.get_default_dtype()
@@ -71,12 +73,19 @@ def test_devices_and_defaults():
 def test_torch_style_entry_points():
     g = lambda: fastrand.Generator(6)
     ref = fastrand.randn_tensor((2, 3), generator=g())
-    for out in (fastrand.randn(2, 3, generator=g()), fastrand.randn((2, 3), generator=g()),
-                fastrand.randn([2, 3], generator=g()), fastrand.randn_like(ref, generator=g())):
+    for out in (
+        fastrand.randn(2, 3, generator=g()),
+        fastrand.randn((2, 3), generator=g()),
+        fastrand.randn([2, 3], generator=g()),
+        fastrand.randn_like(ref, generator=g()),
+    ):
         assert out.shape == (2, 3) and np.array_equal(bits(out), bits(ref))
     like = fastrand.randn_like(torch.zeros(4, dtype=torch.float16), generator=g())
     assert like.dtype == torch.float16
-    assert fastrand.randn_like(torch.zeros(4), generator=g(), dtype=torch.float64).dtype == torch.float64
+    assert (
+        fastrand.randn_like(torch.zeros(4), generator=g(), dtype=torch.float64).dtype
+        == torch.float64
+    )
     u = fastrand.rand(10000, generator=g())
     assert float(u.min()) >= 0.0 and float(u.max()) < 1.0
     assert np.array_equal(bits(u), ref_bits("uniform", 6, 0, 0, 10000))
@@ -97,10 +106,13 @@ def test_build_info_and_cli():
         assert key in info
     assert info["stream_version"] == 1 and "scalar" in info["cpu_isa"]
     assert isinstance(info["cuda"], bool)
-    out = subprocess.run([sys.executable, "-m", "fastrand", "info"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "fastrand", "info"], capture_output=True, text=True, check=True
+    ).stdout
     assert json.loads(out)["stream_version"] == 1
-    bad = subprocess.run([sys.executable, "-m", "fastrand", "nonsense"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "fastrand", "nonsense"], capture_output=True, text=True
+    )
     assert bad.returncode == 2
 
 
@@ -172,7 +184,8 @@ def test_repeated_calls_take_the_fast_path_and_stay_exact(dtype):
         assert np.array_equal(bits(first).ravel(), ref_bits("normal", 77, 0, 5, n, name))
         assert np.array_equal(bits(second).ravel(), ref_bits("normal", 77, 0, offset, n, name))
         assert g.get_offset() == fastrand.Generator(77, offset=offset).get_offset() + (
-            2 * n if dtype == torch.float64 else n)
+            2 * n if dtype == torch.float64 else n
+        )
     empty = fastrand.randn_tensor((0, 3), generator=g, dtype=dtype)
     assert fastrand.randn_tensor((0, 3), generator=g, dtype=dtype).shape == empty.shape == (0, 3)
 

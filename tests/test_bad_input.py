@@ -65,12 +65,20 @@ REFUSED = [
     ("shape-bytes-2^63-1-elements", "F.randn_tensor(((1 << 63) - 1,), generator=g)", V, "shape"),
     ("shape-bytes-2^62-float32", "F.randn_tensor((1 << 62,), generator=g)", V, "shape"),
     ("shape-bytes-2^61-float32", "F.randn_tensor((1 << 61,), generator=g)", V, "shape"),
-    ("shape-bytes-2^60-float64",
-     "F.randn_tensor((1 << 60,), generator=g, dtype=torch.float64)", V, "shape"),
+    (
+        "shape-bytes-2^60-float64",
+        "F.randn_tensor((1 << 60,), generator=g, dtype=torch.float64)",
+        V,
+        "shape",
+    ),
     ("words-bytes-2^62", "F.random_words(1 << 62, generator=g)", V, "size"),
     # a zero-sized tensor whose other dimensions multiply past 2^63: torch refuses it too
-    ("shape-zero-with-overflowing-dims", "F.randn_tensor((1 << 40, 1 << 40, 0), generator=g)",
-     V, "shape"),
+    (
+        "shape-zero-with-overflowing-dims",
+        "F.randn_tensor((1 << 40, 1 << 40, 0), generator=g)",
+        V,
+        "shape",
+    ),
     # ---- dtypes ----------------------------------------------------------------------------
     ("dtype-int32", "F.randn_tensor((2,), generator=g, dtype=torch.int32)", V, "dtype"),
     ("dtype-int64", "F.randn(2, generator=g, dtype=torch.int64)", V, "dtype"),
@@ -86,18 +94,42 @@ REFUSED = [
     ("rand-dtype-bool", "F.rand(2, generator=g, dtype=torch.bool)", V, "dtype"),
     ("rand-dtype-complex", "F.rand(2, generator=g, dtype=torch.complex128)", V, "dtype"),
     ("rand-dtype-str", "F.rand(2, generator=g, dtype='float16')", T, "dtype"),
-    ("randn_like-int-input", "F.randn_like(torch.zeros(3, dtype=torch.int64), generator=g)",
-     V, "dtype"),
-    ("randn_like-uint8-input", "F.randn_like(torch.zeros(3, dtype=torch.uint8), generator=g)",
-     V, "dtype"),
-    ("randn_like-dtype-int", "F.randn_like(torch.zeros(3), generator=g, dtype=torch.int32)",
-     V, "dtype"),
-    ("randn_like-dtype-str", "F.randn_like(torch.zeros(3), generator=g, dtype='float32')",
-     T, "dtype"),
-    ("rand_like-bool-input", "F.rand_like(torch.zeros(3, dtype=torch.bool), generator=g)",
-     V, "dtype"),
-    ("rand_like-complex-input",
-     "F.rand_like(torch.zeros(3, dtype=torch.complex64), generator=g)", V, "dtype"),
+    (
+        "randn_like-int-input",
+        "F.randn_like(torch.zeros(3, dtype=torch.int64), generator=g)",
+        V,
+        "dtype",
+    ),
+    (
+        "randn_like-uint8-input",
+        "F.randn_like(torch.zeros(3, dtype=torch.uint8), generator=g)",
+        V,
+        "dtype",
+    ),
+    (
+        "randn_like-dtype-int",
+        "F.randn_like(torch.zeros(3), generator=g, dtype=torch.int32)",
+        V,
+        "dtype",
+    ),
+    (
+        "randn_like-dtype-str",
+        "F.randn_like(torch.zeros(3), generator=g, dtype='float32')",
+        T,
+        "dtype",
+    ),
+    (
+        "rand_like-bool-input",
+        "F.rand_like(torch.zeros(3, dtype=torch.bool), generator=g)",
+        V,
+        "dtype",
+    ),
+    (
+        "rand_like-complex-input",
+        "F.rand_like(torch.zeros(3, dtype=torch.complex64), generator=g)",
+        V,
+        "dtype",
+    ),
     ("words-dtype-float32", "F.random_words(3, generator=g, dtype=torch.float32)", V, "dtype"),
     ("words-dtype-int64", "F.random_words(3, generator=g, dtype=torch.int64)", V, "dtype"),
     ("words-dtype-int16", "F.random_words(3, generator=g, dtype=torch.int16)", V, "dtype"),
@@ -106,9 +138,18 @@ REFUSED = [
     ("words-dtype-str", "F.random_words(3, generator=g, dtype='int32')", T, "dtype"),
     ("words-dtype-none", "F.random_words(3, generator=g, dtype=None)", T, "dtype"),
     # ---- layouts ---------------------------------------------------------------------------
-    ("layout-sparse_coo", "F.randn_tensor((2,), generator=g, layout=torch.sparse_coo)", V, "layout"),
-    ("layout-sparse_csr", "F.randn_tensor((2, 2), generator=g, layout=torch.sparse_csr)",
-     V, "layout"),
+    (
+        "layout-sparse_coo",
+        "F.randn_tensor((2,), generator=g, layout=torch.sparse_coo)",
+        V,
+        "layout",
+    ),
+    (
+        "layout-sparse_csr",
+        "F.randn_tensor((2, 2), generator=g, layout=torch.sparse_csr)",
+        V,
+        "layout",
+    ),
     ("layout-sparse_csc", "F.randn(2, 2, generator=g, layout=torch.sparse_csc)", V, "layout"),
     ("layout-sparse_bsr", "F.randn(2, 2, generator=g, layout=torch.sparse_bsr)", V, "layout"),
     ("layout-mkldnn", "F.randn(2, generator=g, layout=torch._mkldnn)", V, "layout"),
@@ -116,35 +157,66 @@ REFUSED = [
     ("rand-layout-sparse_coo", "F.rand(2, generator=g, layout=torch.sparse_coo)", V, "layout"),
     ("rand-layout-str", "F.rand(2, generator=g, layout='sparse')", T, "layout"),
     # a sparse `input` must not silently produce dense noise
-    ("randn_like-sparse-input", "F.randn_like(torch.zeros(3).to_sparse(), generator=g)",
-     V, "input|layout"),
-    ("rand_like-sparse-csr-input",
-     "F.rand_like(torch.zeros(2, 2).to_sparse_csr(), generator=g)", V, "input|layout"),
+    (
+        "randn_like-sparse-input",
+        "F.randn_like(torch.zeros(3).to_sparse(), generator=g)",
+        V,
+        "input|layout",
+    ),
+    (
+        "rand_like-sparse-csr-input",
+        "F.rand_like(torch.zeros(2, 2).to_sparse_csr(), generator=g)",
+        V,
+        "input|layout",
+    ),
     # ---- devices torch cannot parse, and wrong types ----------------------------------------
-    *[(f"{fn}-device-{name}", f"{call}, device={dev!r})", V, "device")
-      for fn, call in [("randn_tensor", "F.randn_tensor((2,), generator=g"),
-                       ("randn", "F.randn(2, generator=g"),
-                       ("rand", "F.rand(2, generator=g"),
-                       ("random_words", "F.random_words(2, generator=g"),
-                       ("randn_like", "F.randn_like(torch.zeros(2), generator=g"),
-                       ("rand_like", "F.rand_like(torch.zeros(2), generator=g")]
-      for name, dev in [("nonsense", "nonsense"), ("empty", ""), ("cuda-abc", "cuda:abc"),
-                        ("gpu", "gpu"), ("cpu-x", "cpu:x"), ("space", " cpu"),
-                        ("cuda-0-1", "cuda:0:1"), ("negative-int", -1)]],
+    *[
+        (f"{fn}-device-{name}", f"{call}, device={dev!r})", V, "device")
+        for fn, call in [
+            ("randn_tensor", "F.randn_tensor((2,), generator=g"),
+            ("randn", "F.randn(2, generator=g"),
+            ("rand", "F.rand(2, generator=g"),
+            ("random_words", "F.random_words(2, generator=g"),
+            ("randn_like", "F.randn_like(torch.zeros(2), generator=g"),
+            ("rand_like", "F.rand_like(torch.zeros(2), generator=g"),
+        ]
+        for name, dev in [
+            ("nonsense", "nonsense"),
+            ("empty", ""),
+            ("cuda-abc", "cuda:abc"),
+            ("gpu", "gpu"),
+            ("cpu-x", "cpu:x"),
+            ("space", " cpu"),
+            ("cuda-0-1", "cuda:0:1"),
+            ("negative-int", -1),
+        ]
+    ],
     ("device-float", "F.randn_tensor((2,), generator=g, device=1.5)", T, "device"),
     ("device-bool", "F.randn(2, generator=g, device=True)", T, "device"),
     ("device-list", "F.rand(2, generator=g, device=['cpu'])", T, "device"),
     ("device-dtype", "F.random_words(2, generator=g, device=torch.float32)", T, "device"),
     # ---- generators of the wrong type -------------------------------------------------------
-    *[(f"{fn}-generator-{name}", f"{call}, generator={gen})", T, "generator")
-      for fn, call in [("randn_tensor", "F.randn_tensor((2, 3)"), ("randn", "F.randn(2, 3"),
-                       ("rand", "F.rand(2, 3"), ("random_words", "F.random_words(2, 3"),
-                       ("randn_like", "F.randn_like(torch.zeros(2, 3)"),
-                       ("rand_like", "F.rand_like(torch.zeros(2, 3)")]
-      for name, gen in [("int", "5"), ("str", "'x'"), ("float", "1.5"),
-                        ("numpy-rng", "np.random.default_rng(0)"), ("object", "object()"),
-                        ("class", "G"), ("torch-class", "torch.Generator"),
-                        ("state-tensor", "tg.get_state()")]],
+    *[
+        (f"{fn}-generator-{name}", f"{call}, generator={gen})", T, "generator")
+        for fn, call in [
+            ("randn_tensor", "F.randn_tensor((2, 3)"),
+            ("randn", "F.randn(2, 3"),
+            ("rand", "F.rand(2, 3"),
+            ("random_words", "F.random_words(2, 3"),
+            ("randn_like", "F.randn_like(torch.zeros(2, 3)"),
+            ("rand_like", "F.rand_like(torch.zeros(2, 3)"),
+        ]
+        for name, gen in [
+            ("int", "5"),
+            ("str", "'x'"),
+            ("float", "1.5"),
+            ("numpy-rng", "np.random.default_rng(0)"),
+            ("object", "object()"),
+            ("class", "G"),
+            ("torch-class", "torch.Generator"),
+            ("state-tensor", "tg.get_state()"),
+        ]
+    ],
     # ---- lists of generators: wrong length, wrong element types ------------------------------
     ("list-short", "F.randn_tensor((3, 2), generator=[g, h])", V, "generator"),
     ("list-empty", "F.randn_tensor((2, 2), generator=[])", V, "generator"),
@@ -204,8 +276,7 @@ REFUSED = [
     ("set_state-empty-bytes", "g.set_state(b'')", V, "state"),
     ("set_state-short-bytes", "g.set_state(bytes(h.get_state().numpy())[:31])", V, "state"),
     ("set_state-long-bytes", "g.set_state(bytes(h.get_state().numpy()) + b'\\0')", V, "state"),
-    ("set_state-bad-magic", "g.set_state(b'XXXX' + bytes(h.get_state().numpy())[4:])",
-     V, "state"),
+    ("set_state-bad-magic", "g.set_state(b'XXXX' + bytes(h.get_state().numpy())[4:])", V, "state"),
     ("set_state-int64-tensor", "g.set_state(h.get_state().to(torch.int64))", V, "state"),
     ("set_state-2d-tensor", "g.set_state(h.get_state().view(4, 8))", V, "state"),
     ("set_state-zeros", "g.set_state(torch.zeros(32, dtype=torch.uint8))", V, "state"),
@@ -216,20 +287,38 @@ REFUSED = [
 
 # Parseable devices whose backend this machine lacks (skipped where the backend is present).
 UNAVAILABLE = [
-    *[(f"{fn}-device-{name}", f"{call}, device={dev})", V, "device", "cuda")
-      for fn, call in [("randn_tensor", "F.randn_tensor((2,), generator=g"),
-                       ("randn", "F.randn(2, generator=g"),
-                       ("rand", "F.rand(2, generator=g"),
-                       ("random_words", "F.random_words(2, generator=g"),
-                       ("randn_like", "F.randn_like(torch.zeros(2), generator=g"),
-                       ("rand_like", "F.rand_like(torch.zeros(2), generator=g")]
-      for name, dev in [("cuda", "'cuda'"), ("cuda0", "'cuda:0'"),
-                        ("cuda-device-obj", "torch.device('cuda', 1)"), ("int-0", "0")]],
-    ("randn_tensor-torch-cuda-tensor-device",
-     "F.randn_tensor((2,), generator=g, device=torch.device('cuda'))", V, "device", "cuda"),
+    *[
+        (f"{fn}-device-{name}", f"{call}, device={dev})", V, "device", "cuda")
+        for fn, call in [
+            ("randn_tensor", "F.randn_tensor((2,), generator=g"),
+            ("randn", "F.randn(2, generator=g"),
+            ("rand", "F.rand(2, generator=g"),
+            ("random_words", "F.random_words(2, generator=g"),
+            ("randn_like", "F.randn_like(torch.zeros(2), generator=g"),
+            ("rand_like", "F.rand_like(torch.zeros(2), generator=g"),
+        ]
+        for name, dev in [
+            ("cuda", "'cuda'"),
+            ("cuda0", "'cuda:0'"),
+            ("cuda-device-obj", "torch.device('cuda', 1)"),
+            ("int-0", "0"),
+        ]
+    ],
+    (
+        "randn_tensor-torch-cuda-tensor-device",
+        "F.randn_tensor((2,), generator=g, device=torch.device('cuda'))",
+        V,
+        "device",
+        "cuda",
+    ),
     ("randn-device-mps", "F.randn(2, generator=g, device='mps')", V, "device", "mps"),
-    ("randn_tensor-device-xla", "F.randn_tensor((2,), generator=g, device='xla')", V, "device",
-     "xla"),
+    (
+        "randn_tensor-device-xla",
+        "F.randn_tensor((2,), generator=g, device='xla')",
+        V,
+        "device",
+        "xla",
+    ),
 ]
 
 # Inputs that are valid: each expression must evaluate to True.
@@ -239,37 +328,53 @@ HANDLED = [
     ("rand-3x0", "tuple(F.rand(3, 0, generator=g).shape) == (3, 0) and g.get_offset() == 0"),
     ("words-0", "tuple(F.random_words(0, generator=g).shape) == (0,)"),
     ("like-empty", "tuple(F.randn_like(torch.zeros(0, 5), generator=g).shape) == (0, 5)"),
-    ("shape-()", "tuple(F.randn_tensor((), generator=g).shape) == () and g.get_offset() == 1 "
-                 "and eq(F.randn_tensor((), generator=G(7)), ref.normal(7, 0, 0, 1, 'float32'))"),
+    (
+        "shape-()",
+        "tuple(F.randn_tensor((), generator=g).shape) == () and g.get_offset() == 1 "
+        "and eq(F.randn_tensor((), generator=G(7)), ref.normal(7, 0, 0, 1, 'float32'))",
+    ),
     ("randn-no-size", "tuple(F.randn(generator=g).shape) == ()"),
     ("list-of-one-for-()", "tuple(F.randn_tensor((), generator=[g]).shape) == ()"),
     ("list-for-empty-batch", "tuple(F.randn_tensor((0, 3), generator=[]).shape) == (0, 3)"),
-    ("float64-size-0-odd-offset",
-     "F.randn(0, generator=G(7, offset=3), dtype=torch.float64).numel() == 0"),
+    (
+        "float64-size-0-odd-offset",
+        "F.randn(0, generator=G(7, offset=3), dtype=torch.float64).numel() == 0",
+    ),
     ("numpy-int-size", "tuple(F.randn(np.int64(3), np.uint8(2), generator=g).shape) == (3, 2)"),
     ("torch-size", "tuple(F.rand(torch.Size([2, 3]), generator=g).shape) == (2, 3)"),
     ("int-tensor-dim", "tuple(F.randn_tensor((torch.tensor(2),), generator=g).shape) == (2,)"),
     ("device-cpu-0", "F.randn(2, generator=g, device='cpu:0').device.type == 'cpu'"),
     ("seed-2^64-1", "G(U64 - 1).initial_seed() == U64 - 1"),
     ("seed-min-int64", "G(-(1 << 63)).initial_seed() == 1 << 63"),
-    ("seed-negative", "G(-1).initial_seed() == U64 - 1 and "
-                      "eq(F.randn(4, generator=G(-1)), ref.normal(U64 - 1, 0, 0, 4, 'float32'))"),
+    (
+        "seed-negative",
+        "G(-1).initial_seed() == U64 - 1 and "
+        "eq(F.randn(4, generator=G(-1)), ref.normal(U64 - 1, 0, 0, 4, 'float32'))",
+    ),
     ("seed-numpy-uint64", "G(np.uint64(U64 - 1)).initial_seed() == U64 - 1"),
     ("offset-2^64-1", "G(0, offset=U64 - 1).get_offset() == U64 - 1"),
     ("stream-2^64-1", "G(0, stream=U64 - 1).stream == U64 - 1"),
     ("set_offset-2^64-1", "g.set_offset(U64 - 1) is g and g.get_offset() == U64 - 1"),
-    ("draw-at-2^64-1-wraps",
-     "eq(F.randn(3, generator=g.set_offset(U64 - 1)), ref.normal(7, 0, U64 - 1, 3, 'float32')) "
-     "and g.get_offset() == 2"),
-    ("float64-at-2^64-1-wraps",
-     "eq(F.randn(2, generator=g.set_offset(U64 - 1), dtype=torch.float64), "
-     "ref.normal(7, 0, U64 - 1, 2, 'float64')) and g.get_offset() == 4"),
-    ("words-at-2^64-1-stream-2^64-1",
-     "eq(F.random_words(5, generator=G(U64 - 1, stream=U64 - 1, offset=U64 - 1)), "
-     "ref.words(U64 - 1, U64 - 1, U64 - 1, 5))"),
-    ("set_state-bytes-roundtrip",
-     "g.set_state(bytes(G(3, offset=U64 - 1, stream=5).get_state().numpy())) is g and "
-     "(g.initial_seed(), g.stream, g.get_offset()) == (3, 5, U64 - 1)"),
+    (
+        "draw-at-2^64-1-wraps",
+        "eq(F.randn(3, generator=g.set_offset(U64 - 1)), ref.normal(7, 0, U64 - 1, 3, 'float32')) "
+        "and g.get_offset() == 2",
+    ),
+    (
+        "float64-at-2^64-1-wraps",
+        "eq(F.randn(2, generator=g.set_offset(U64 - 1), dtype=torch.float64), "
+        "ref.normal(7, 0, U64 - 1, 2, 'float64')) and g.get_offset() == 4",
+    ),
+    (
+        "words-at-2^64-1-stream-2^64-1",
+        "eq(F.random_words(5, generator=G(U64 - 1, stream=U64 - 1, offset=U64 - 1)), "
+        "ref.words(U64 - 1, U64 - 1, U64 - 1, 5))",
+    ),
+    (
+        "set_state-bytes-roundtrip",
+        "g.set_state(bytes(G(3, offset=U64 - 1, stream=5).get_state().numpy())) is g and "
+        "(g.initial_seed(), g.stream, g.get_offset()) == (3, 5, U64 - 1)",
+    ),
 ]
 
 DRIVER = r"""
@@ -339,8 +444,14 @@ def verdicts():
     env = dict(os.environ)
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
     env["PYTHONPATH"] = os.pathsep.join([pkg_root] + [p for p in [env.get("PYTHONPATH")] if p])
-    proc = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(_table()),
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER],
+        input=json.dumps(_table()),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     results = {}
     for line in proc.stdout.splitlines():
         line = line.strip()
@@ -348,16 +459,22 @@ def verdicts():
             d = json.loads(line)
             results[d["id"]] = d
     started = [ln[6:] for ln in proc.stderr.splitlines() if ln.startswith("START ")]
-    return dict(results=results, rc=proc.returncode, last=started[-1] if started else None,
-                stderr=proc.stderr[-3000:])
+    return dict(
+        results=results,
+        rc=proc.returncode,
+        last=started[-1] if started else None,
+        stderr=proc.stderr[-3000:],
+    )
 
 
 def _verdict(verdicts, cid):
     d = verdicts["results"].get(cid)
     if d is None:
-        pytest.fail(f"the driver gave no verdict for {cid!r}: it exited with {verdicts['rc']} "
-                    f"(negative: killed by that signal) while running {verdicts['last']!r}\n"
-                    f"{verdicts['stderr']}")
+        pytest.fail(
+            f"the driver gave no verdict for {cid!r}: it exited with {verdicts['rc']} "
+            f"(negative: killed by that signal) while running {verdicts['last']!r}\n"
+            f"{verdicts['stderr']}"
+        )
     return d
 
 
@@ -371,9 +488,11 @@ def _check_refused(verdicts, cid, exc, pattern):
     d = _verdict(verdicts, cid)
     assert d["raised"] is not None, f"{cid}: accepted, returned {d['value']}"
     assert d["raised"] == exc or exc in d["bases"], (
-        f"{cid}: raised {d['raised']}, expected {exc}: {d['message']}")
+        f"{cid}: raised {d['raised']}, expected {exc}: {d['message']}"
+    )
     assert re.search(pattern, d["message"]), (
-        f"{cid}: the message does not name the argument ({pattern}): {d['message']}")
+        f"{cid}: the message does not name the argument ({pattern}): {d['message']}"
+    )
     assert d["untouched"], f"{cid}: the refused call changed a generator's state"
 
 
@@ -382,8 +501,9 @@ def test_refused(verdicts, cid, expr, exc, pattern):
     _check_refused(verdicts, cid, exc, pattern)
 
 
-@pytest.mark.parametrize("cid,expr,exc,pattern,backend", UNAVAILABLE,
-                         ids=[c[0] for c in UNAVAILABLE])
+@pytest.mark.parametrize(
+    "cid,expr,exc,pattern,backend", UNAVAILABLE, ids=[c[0] for c in UNAVAILABLE]
+)
 def test_refused_unavailable_device(verdicts, cid, expr, exc, pattern, backend):
     if backend == "cuda" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")

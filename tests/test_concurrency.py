@@ -52,12 +52,11 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import bits
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 import fastrand
 from fastrand import reference as ref
-
-from conftest import bits
 
 U64 = 1 << 64
 HAS_UINT32 = hasattr(torch, "uint32")
@@ -82,8 +81,9 @@ def _op(name, n):
     if name == "normal16":
         return "normal16", lambda g: [f.randn(n, generator=g, dtype=torch.float16)]
     if name == "normalbf16":
-        return "normalbf16", lambda g: [f.randn_like(torch.empty(n, dtype=torch.bfloat16),
-                                                     generator=g)]
+        return "normalbf16", lambda g: [
+            f.randn_like(torch.empty(n, dtype=torch.bfloat16), generator=g)
+        ]
     if name == "uniform32":
         return "uniform32", lambda g: [f.rand(n, generator=g)]
     if name == "uniform64":
@@ -97,8 +97,18 @@ def _op(name, n):
 TWO_WORDS = {"normal64", "uniform64"}
 # smallest size per op so that a window is found at exactly one place of the reference (a
 # single 32-bit word recurs by chance among ~3e5 reference words: ~10 expected repeats)
-MIN_N = {"words32": 2, "wordsu32": 2, "normal32": 2, "normal32-2d": 6, "normal64": 1,
-         "normal16": 16, "normalbf16": 24, "uniform32": 3, "uniform64": 1, "rows": 2}
+MIN_N = {
+    "words32": 2,
+    "wordsu32": 2,
+    "normal32": 2,
+    "normal32-2d": 6,
+    "normal64": 1,
+    "normal16": 16,
+    "normalbf16": 24,
+    "uniform32": 3,
+    "uniform64": 1,
+    "rows": 2,
+}
 SIZES = [1, 2, 3, 5, 7, 16, 33, 100, 257, 1000, 4099]
 
 
@@ -132,8 +142,11 @@ def _locate(kind, values, tables):
     """The position of a drawn window in the reference; fails unless found exactly once."""
     table = tables[kind]
     n = values.size
-    found = [int(c) for c in np.flatnonzero(table == values[0])
-             if c + n <= table.size and np.array_equal(table[c:c + n], values)]
+    found = [
+        int(c)
+        for c in np.flatnonzero(table == values[0])
+        if c + n <= table.size and np.array_equal(table[c : c + n], values)
+    ]
     assert len(found) == 1, f"{kind} window of {n} found at {len(found)} places of the reference"
     step = 2 if kind in TWO_WORDS else 1
     return found[0] * step, n * step
@@ -171,7 +184,8 @@ def _check_tiling(draws, tables):
             # the only gap allowed: a two-word draw moving an odd offset to the next even one
             assert kind in TWO_WORDS and cur % 2 == 1 and start == cur + 1, (
                 f"{'overlap' if start < cur else 'gap'} at position {cur}: next window "
-                f"({kind}) starts at {start}")
+                f"({kind}) starts at {start}"
+            )
         cur = start + length
     return cur
 
@@ -181,15 +195,20 @@ def test_threads_share_a_generator_without_overlap_mixed_dtypes(which):
     seed = 0x5EED + (which == "torch")
     gen = fastrand.Generator(seed) if which == "fastrand" else torch.Generator().manual_seed(seed)
     plans = [_plan(t) for t in range(8)]
-    npos = sum((2 * n + 1) * (2 if name == "rows" else 1) if name in ("normal64", "uniform64")
-               else n * (2 if name == "rows" else 1) for plan in plans for name, n in plan)
+    npos = sum(
+        (2 * n + 1) * (2 if name == "rows" else 1)
+        if name in ("normal64", "uniform64")
+        else n * (2 if name == "rows" else 1)
+        for plan in plans
+        for name, n in plan
+    )
     draws = _run_threads(gen, plans)
     assert len(draws) == sum(len(p) + sum(name == "rows" for name, _ in p) for p in plans)
     tables = _reference_tables(seed, npos + 8)
     end = _check_tiling(draws, tables)
     # the generator stands exactly at the end of what the threads consumed
     nxt = bits(fastrand.random_words(3, generator=gen))
-    assert np.array_equal(nxt, tables["words"][end:end + 3])
+    assert np.array_equal(nxt, tables["words"][end : end + 3])
     if which == "fastrand":
         assert gen.get_offset() == end + 3
 
@@ -210,8 +229,9 @@ def test_threads_words_are_a_permutation_of_the_reference(which):
             barrier.wait()
             dt = torch.uint32 if (HAS_UINT32 and i % 2) else torch.int32
             for _ in range(reps):
-                out[i].append(bits(fastrand.random_words(shapes[i], generator=gen,
-                                                         dtype=dt)).ravel())
+                out[i].append(
+                    bits(fastrand.random_words(shapes[i], generator=gen, dtype=dt)).ravel()
+                )
         except Exception as e:  # pragma: no cover
             errors.append(repr(e))
 
@@ -270,15 +290,18 @@ def _same(a, b):
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("seed,stream,offset", [(5, 0, 0), (U64 - 1, 1 << 63, 7),
-                                                (0x9ABCDEF012345678, 3, U64 - 5)])
+@pytest.mark.parametrize(
+    "seed,stream,offset", [(5, 0, 0), (U64 - 1, 1 << 63, 7), (0x9ABCDEF012345678, 3, U64 - 5)]
+)
 def test_generator_survives_pickle_and_deepcopy(seed, stream, offset):
     g = fastrand.Generator(seed, stream=stream, offset=offset)
     fastrand.randn(3, generator=g)  # some use first: the copies carry the advanced offset
     fastrand.rand(1, generator=g, dtype=torch.float64)
     fastrand.random_words(1, generator=g)  # odd offset now (when it started even)
     state = (g.initial_seed(), g.stream, g.get_offset())
-    copies = [pickle.loads(pickle.dumps(g, protocol=p)) for p in range(2, pickle.HIGHEST_PROTOCOL + 1)]
+    copies = [
+        pickle.loads(pickle.dumps(g, protocol=p)) for p in range(2, pickle.HIGHEST_PROTOCOL + 1)
+    ]
     copies += [copy.deepcopy(g), copy.copy(g), copy.deepcopy([g, g])[0], g.clone()]
     for h in copies:
         assert h is not g and type(h) is fastrand.Generator
@@ -353,14 +376,23 @@ def _init_worker_stream(worker_id):
     info.dataset.gen = fastrand.Generator(info.seed - info.id, stream=info.id)
 
 
-INIT = {"worker-seed": _init_worker_seed, "worker-stream": _init_worker_stream,
-        "default": None, "per-sample": None}
+INIT = {
+    "worker-seed": _init_worker_seed,
+    "worker-stream": _init_worker_stream,
+    "default": None,
+    "per-sample": None,
+}
 
 
 def _load(mode, base, num_workers=2, epochs=1):
     ds = _Noisy(mode=mode)
-    loader = DataLoader(ds, batch_size=2, num_workers=num_workers, worker_init_fn=INIT[mode],
-                        generator=torch.Generator().manual_seed(base))
+    loader = DataLoader(
+        ds,
+        batch_size=2,
+        num_workers=num_workers,
+        worker_init_fn=INIT[mode],
+        generator=torch.Generator().manual_seed(base),
+    )
     out = []
     for _ in range(epochs):
         rows = {}
@@ -382,11 +414,12 @@ def _check_against_reference(mode, rows):
         seeds = {s for s, _ in items}
         assert len(seeds) == 1
         wseed = seeds.pop()
-        seed, stream = ((wseed, 0) if mode in ("worker-seed", "default")
-                        else (wseed - wid, wid))
+        seed, stream = (wseed, 0) if mode in ("worker-seed", "default") else (wseed - wid, wid)
         got = np.concatenate([x for _, x in items])
         assert np.array_equal(got, bits(ref.normal(seed, stream, 0, got.size, "float32"))), (
-            mode, wid)
+            mode,
+            wid,
+        )
 
 
 @pytest.mark.parametrize("mode", ["worker-seed", "worker-stream", "default"])

@@ -6,15 +6,18 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import TORCH_DTYPES, bits, draw, ref_bits
 
 import fastrand
 from fastrand import _C
-from conftest import TORCH_DTYPES, bits, draw, ref_bits
 
 U64 = 1 << 64
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-KINDS = [("normal", d) for d in TORCH_DTYPES] + [("uniform", d) for d in TORCH_DTYPES] + [
-    ("words", "float32")]
+KINDS = (
+    [("normal", d) for d in TORCH_DTYPES]
+    + [("uniform", d) for d in TORCH_DTYPES]
+    + [("words", "float32")]
+)
 
 
 def test_cuda_kernel_is_built():
@@ -89,13 +92,15 @@ def test_cuda_graph_capture():
         fastrand.randn_tensor(shape, generator=fastrand.Generator(1), device="cuda")
     torch.cuda.current_stream().wait_stream(s)
     with torch.cuda.graph(g):
-        out = fastrand.randn_tensor(shape, generator=fastrand.Generator(3, offset=8),
-                                    device="cuda", dtype=torch.bfloat16)
+        out = fastrand.randn_tensor(
+            shape, generator=fastrand.Generator(3, offset=8), device="cuda", dtype=torch.bfloat16
+        )
     out.zero_()
     g.replay()
     torch.cuda.synchronize()
-    want = fastrand.randn_tensor(shape, generator=fastrand.Generator(3, offset=8),
-                                 dtype=torch.bfloat16)
+    want = fastrand.randn_tensor(
+        shape, generator=fastrand.Generator(3, offset=8), dtype=torch.bfloat16
+    )
     assert np.array_equal(bits(out), bits(want))
 
 
@@ -104,12 +109,14 @@ def test_more_than_2_31_elements():
     n = (1 << 31) + 5
     if free < 3 * n * 2:
         pytest.skip("not enough GPU memory for a 2^31-element float16 draw")
-    g = fastrand.randn(n, generator=fastrand.Generator(17, offset=1), device="cuda",
-                       dtype=torch.float16)
+    g = fastrand.randn(
+        n, generator=fastrand.Generator(17, offset=1), device="cuda", dtype=torch.float16
+    )
     for start in (0, (1 << 31) - 1000, n - 1000):
-        want = fastrand.randn(1000, generator=fastrand.Generator(17, offset=1 + start),
-                              dtype=torch.float16)
-        assert np.array_equal(bits(g[start:start + 1000]), bits(want)), start
+        want = fastrand.randn(
+            1000, generator=fastrand.Generator(17, offset=1 + start), dtype=torch.float16
+        )
+        assert np.array_equal(bits(g[start : start + 1000]), bits(want)), start
     del g
     torch.cuda.empty_cache()
 

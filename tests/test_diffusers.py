@@ -18,15 +18,15 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
+import diffusers.pipelines.ddpm.pipeline_ddpm as pipeline_ddpm  # noqa: E402
+import diffusers.schedulers.scheduling_ddpm as scheduling_ddpm  # noqa: E402
+import diffusers.utils.torch_utils as torch_utils  # noqa: E402
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel  # noqa: E402
+
 import fastrand  # noqa: E402
 import fastrand._api as fr_api  # noqa: E402
 import fastrand._diffusers_patch as dp  # noqa: E402
 from fastrand._diffusers_patch import patch_diffusers, unpatch_diffusers  # noqa: E402
-
-from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel  # noqa: E402
-import diffusers.pipelines.ddpm.pipeline_ddpm as pipeline_ddpm  # noqa: E402
-import diffusers.schedulers.scheduling_ddpm as scheduling_ddpm  # noqa: E402
-import diffusers.utils.torch_utils as torch_utils  # noqa: E402
 
 ORIGINAL = torch_utils.randn_tensor
 fastrand_randn_tensor = fr_api.randn_tensor  # the real one (the tests spy on the attribute)
@@ -76,10 +76,16 @@ def _restore():
 def pipe():
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3,
-                           block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-                           down_block_types=("DownBlock2D", "DownBlock2D"),
-                           up_block_types=("UpBlock2D", "UpBlock2D"))
+        unet = UNet2DModel(
+            sample_size=8,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            norm_num_groups=4,
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+        )
     unet.eval()
     p = DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=10))
     p.set_progress_bar_config(disable=True)
@@ -88,8 +94,9 @@ def pipe():
 
 def run(pipe, generator, batch_size=1):
     with torch.no_grad():
-        return pipe(batch_size=batch_size, generator=generator, num_inference_steps=STEPS,
-                    output_type="pt").images
+        return pipe(
+            batch_size=batch_size, generator=generator, num_inference_steps=STEPS, output_type="pt"
+        ).images
 
 
 class Spy:
@@ -120,9 +127,13 @@ def test_pipeline_noise_comes_from_fastrand(pipe, monkeypatch):
 
     # the DDPM loop by hand, its noise drawn from fastrand.Generator(0) in the same order; the
     # scheduler gives the noise-free mean (its noise zeroed) and the noise is added as step() does
-    monkeypatch.setattr(scheduling_ddpm, "randn_tensor",
-                        lambda shape, generator=None, device=None, dtype=None:
-                        torch.zeros(shape, device=device, dtype=dtype))
+    monkeypatch.setattr(
+        scheduling_ddpm,
+        "randn_tensor",
+        lambda shape, generator=None, device=None, dtype=None: torch.zeros(
+            shape, device=device, dtype=dtype
+        ),
+    )
     g = fastrand.Generator(0)
     sched = pipe.scheduler
     x = fastrand_randn_tensor(SHAPE, generator=g, dtype=pipe.unet.dtype)
@@ -171,22 +182,25 @@ def test_same_seed_bit_identical(pipe):
 def test_list_of_generators(pipe, monkeypatch):
     spy = Spy(monkeypatch)
     with patch_diffusers():
-        both = run(pipe, [torch.Generator().manual_seed(11), torch.Generator().manual_seed(12)],
-                   batch_size=2)
+        both = run(
+            pipe,
+            [torch.Generator().manual_seed(11), torch.Generator().manual_seed(12)],
+            batch_size=2,
+        )
         batch_draws = spy.calls[:]
         singles = [run(pipe, torch.Generator().manual_seed(s)) for s in (11, 12)]
-        single_draws = spy.calls[len(batch_draws):]
+        single_draws = spy.calls[len(batch_draws) :]
     assert both.shape == (2,) + SHAPE[1:]
     # every draw of the batch is the two single runs' draws stacked
     assert len(batch_draws) == STEPS and len(single_draws) == 2 * STEPS
     for k, (shape, drawn) in enumerate(batch_draws):
         assert shape == (2,) + SHAPE[1:]
         for i in range(2):
-            assert np.array_equal(bits(drawn[i:i + 1]), bits(single_draws[i * STEPS + k][1]))
+            assert np.array_equal(bits(drawn[i : i + 1]), bits(single_draws[i * STEPS + k][1]))
     # and so the images, up to the UNet's own batch-size dependence: torch's CPU kernels do not
     # promise the same bits for a row computed in a batch of 2 and alone (~1e-7 here)
     for i in range(2):
-        torch.testing.assert_close(both[i:i + 1], singles[i], rtol=0, atol=1e-5)
+        torch.testing.assert_close(both[i : i + 1], singles[i], rtol=0, atol=1e-5)
 
 
 # (d) ----------------------------------------------------------------------------------------
@@ -232,8 +246,10 @@ def test_unknown_keyword_falls_back_to_diffusers(monkeypatch):
 
     with patch_diffusers():
         # goes to diffusers' own randn_tensor, which refuses it
-        with pytest.warns(RuntimeWarning, match="new_arg"), pytest.raises(TypeError,
-                                                                          match="new_arg"):
+        with (
+            pytest.warns(RuntimeWarning, match="new_arg"),
+            pytest.raises(TypeError, match="new_arg"),
+        ):
             torch_utils.randn_tensor((2, 3), new_arg=1)
     monkeypatch.setattr(dp, "_ORIGINAL", [fake_original])
     with pytest.warns(RuntimeWarning, match="new_arg"):
@@ -330,18 +346,20 @@ def test_module_imported_inside_block_is_patched():
 def test_import_hook_patches_a_module_holding_the_original(tmp_path, monkeypatch):
     # a diffusers* module (like diffusers' dynamic `diffusers_modules.*`) that gets the original
     # function some other way than from the patched torch_utils: patched right after it runs
-    (tmp_path / "diffusers_fastrand_probe.py").write_text(textwrap.dedent("""
+    (tmp_path / "diffusers_fastrand_probe.py").write_text(
+        textwrap.dedent("""
         import _fastrand_probe_holder
         randn_tensor = _fastrand_probe_holder.ORIGINAL
         alias = randn_tensor
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(sys.modules, "_fastrand_probe_holder",
-                        type(sys)("_fastrand_probe_holder"))
+    monkeypatch.setitem(sys.modules, "_fastrand_probe_holder", type(sys)("_fastrand_probe_holder"))
     sys.modules["_fastrand_probe_holder"].ORIGINAL = ORIGINAL
     try:
         with patch_diffusers():
             import diffusers_fastrand_probe as probe
+
             assert probe.randn_tensor is REPLACEMENT and probe.alias is REPLACEMENT
         assert probe.randn_tensor is ORIGINAL and probe.alias is ORIGINAL
     finally:
@@ -377,7 +395,8 @@ def test_missing_diffusers_raises_import_error():
     """)
     src = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "IMPORTERROR" in r.stdout and "pip install diffusers" in r.stdout

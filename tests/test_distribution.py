@@ -43,10 +43,10 @@ from scipy import special, stats
 import fastrand
 
 ALPHA = 1e-6
-N = 10**7                      # normals per dtype for moments, KS, chi-square, correlations
-N_TAIL = 5 * 10**7             # further normals per dtype for the tail counts
+N = 10**7  # normals per dtype for moments, KS, chi-square, correlations
+N_TAIL = 5 * 10**7  # further normals per dtype for the tail counts
 CHUNK = 10**7
-N_WORDS = 10**6                # raw words for the bit-balance test (per lane in the lane test)
+N_WORDS = 10**6  # raw words for the bit-balance test (per lane in the lane test)
 U64 = 1 << 64
 
 DTYPES = {
@@ -59,8 +59,7 @@ DTYPES = {
 # float16 / bfloat16; |N64| <= 8.58 (u >= 2^-53, r <= sqrt(106 ln 2) = 8.5717).
 MAX_ABS = {"float32": 6.77, "float16": 6.77, "bfloat16": 6.77, "float64": 8.58}
 # One fixed seed per dtype (arbitrary; different so the dtypes see different noise).
-SEEDS = {"float32": 20240601, "float16": 7, "bfloat16": 0xDEADBEEF,
-         "float64": 0x9ABCDEF012345678}
+SEEDS = {"float32": 20240601, "float16": 7, "bfloat16": 0xDEADBEEF, "float64": 0x9ABCDEF012345678}
 
 
 def zlim(m=1):
@@ -74,8 +73,10 @@ def gen(seed, stream=0, offset=0):
 
 def assert_z(name, value, expected, se, m):
     z = (value - expected) / se
-    assert abs(z) < zlim(m), (f"{name}: {value:.6g}, expected {expected:.6g} +- {se:.3g} "
-                              f"(z = {z:.2f}, limit {zlim(m):.2f})")
+    assert abs(z) < zlim(m), (
+        f"{name}: {value:.6g}, expected {expected:.6g} +- {se:.3g} "
+        f"(z = {z:.2f}, limit {zlim(m):.2f})"
+    )
 
 
 def assert_p(name, p, m=1):
@@ -93,13 +94,14 @@ def assert_uncorrelated(name, a, b, m):
     variance), so |r| < zlim(m) / sqrt(n): 5.03 or 5.16 / sqrt(n) here."""
     n = a.size
     r = pearson(a, b)
-    assert abs(r) * math.sqrt(n) < zlim(m), (f"{name}: r = {r:.3g} over n = {n}, limit "
-                                             f"{zlim(m) / math.sqrt(n):.3g}")
+    assert abs(r) * math.sqrt(n) < zlim(m), (
+        f"{name}: r = {r:.3g} over n = {n}, limit {zlim(m) / math.sqrt(n):.3g}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # samples (cached: each is drawn once per session)
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def normals(name):
     """(tensor, float64 numpy array) of N normals of dtype `name` at offset 0."""
     t = fastrand.randn(N, generator=gen(SEEDS[name]), dtype=DTYPES[name])
@@ -107,7 +109,7 @@ def normals(name):
     return t, t.double().numpy()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rounded_normal(name):
     """The exact distribution of N(0, 1) rounded to nearest into float16 / bfloat16.
 
@@ -120,12 +122,13 @@ def rounded_normal(name):
     vals = torch.from_numpy(pats.view(np.int16)).view(DTYPES[name]).double().numpy()
     finite = np.isfinite(vals)
     values = np.unique(vals[finite])
-    mids = (values[1:] + values[:-1]) / 2           # exact in float64
+    mids = (values[1:] + values[:-1]) / 2  # exact in float64
     lo = np.concatenate([[-np.inf], mids])
     hi = np.concatenate([mids, [np.inf]])
     # Phi(hi) - Phi(lo), computed on the side where it does not cancel
-    probs = np.where(lo >= 0, special.ndtr(-lo) - special.ndtr(-hi),
-                     special.ndtr(hi) - special.ndtr(lo))
+    probs = np.where(
+        lo >= 0, special.ndtr(-lo) - special.ndtr(-hi), special.ndtr(hi) - special.ndtr(lo)
+    )
     assert abs(probs.sum() - 1) < 1e-12
     index = np.full(1 << 16, -1, dtype=np.int64)
     index[finite] = np.searchsorted(values, vals[finite])
@@ -137,8 +140,7 @@ def value_counts(t, name):
     values, _, index = rounded_normal(name)
     per_pattern = np.bincount(t.view(torch.int16).numpy().view(np.uint16), minlength=1 << 16)
     assert per_pattern[index < 0].sum() == 0, "inf or nan drawn"
-    return np.bincount(index[index >= 0], weights=per_pattern[index >= 0],
-                       minlength=values.size)
+    return np.bincount(index[index >= 0], weights=per_pattern[index >= 0], minlength=values.size)
 
 
 DISCRETE = ("float16", "bfloat16")
@@ -254,7 +256,7 @@ def test_normal_tails_and_range(name):
     finite and |x| < 6.77 (float32-based) / 8.58 (float64)."""
     dt = DTYPES[name]
     t, _ = normals(name)
-    g = gen(SEEDS[name], stream=1)       # the tail sample: another stream of the same seed
+    g = gen(SEEDS[name], stream=1)  # the tail sample: another stream of the same seed
     chunks = [t] + [fastrand.randn(CHUNK, generator=g, dtype=dt) for _ in range(N_TAIL // CHUNK)]
     n = sum(c.numel() for c in chunks)
     counts = {}
@@ -263,7 +265,7 @@ def test_normal_tails_and_range(name):
         a = c.abs()
         assert bool(torch.isfinite(a).all()), f"{name}: non-finite value drawn"
         biggest = max(biggest, float(a.max()))
-        tail = c[a > 3].double().numpy()      # ~0.27% of the values
+        tail = c[a > 3].double().numpy()  # ~0.27% of the values
         for k in (3, 4, 5):
             counts[k, True] = counts.get((k, True), 0) + int((tail > k).sum())
             counts[k, False] = counts.get((k, False), 0) + int((tail < -k).sum())
@@ -271,15 +273,20 @@ def test_normal_tails_and_range(name):
     m = 9
     for k in (3, 4, 5):
         for side, cnt, prob in (
-                ("> +", counts[k, True], _tail_prob(name, k, True)),
-                ("< -", counts[k, False], _tail_prob(name, k, False)),
-                ("|x| >", counts[k, True] + counts[k, False],
-                 _tail_prob(name, k, True) + _tail_prob(name, k, False))):
+            ("> +", counts[k, True], _tail_prob(name, k, True)),
+            ("< -", counts[k, False], _tail_prob(name, k, False)),
+            (
+                "|x| >",
+                counts[k, True] + counts[k, False],
+                _tail_prob(name, k, True) + _tail_prob(name, k, False),
+            ),
+        ):
             lower = float(stats.binom.cdf(cnt, n, prob))
             upper = float(stats.binom.sf(cnt - 1, n, prob))
             assert min(lower, upper) > ALPHA / (2 * m), (
                 f"{name}: {cnt} values {side}{k} in {n}, expected {n * prob:.1f} "
-                f"(P(<=) = {lower:.3g}, P(>=) = {upper:.3g})")
+                f"(P(<=) = {lower:.3g}, P(>=) = {upper:.3g})"
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,7 +331,7 @@ def test_normal_extreme_radius(seed):
     that can be 0, or a clipped tail fail.  The low 6 (float32 angle) / 9 or 11 (float64) bits
     of a word are unused, which leaves room to pick a reachable counter."""
     for w0 in (0, 1, 2, 7, 100, 4095, 65535, 1 << 20, (1 << 22) + 12345):
-        u = (w0 + 0.5) / 2**32                         # float32 u, exact for w0 < 2^23
+        u = (w0 + 0.5) / 2**32  # float32 u, exact for w0 < 2^23
         r = math.sqrt(-2 * math.log(u))
         # q = 1, t = 0: sin = +1, cos = -0;  q = 2, t = 0: sin = -0, cos = -1
         cand = ((w0, 0x40000000 | j, w0, 0x80000000 | k) for j in range(64) for k in range(64))
@@ -333,11 +340,11 @@ def test_normal_extreme_radius(seed):
         v = y.double().tolist()
         assert abs(v[0] - r) <= 1e-6 * r and abs(v[3] + r) <= 1e-6 * r, (w0, v, r)
         assert v[1] == 0 and v[2] == 0 and max(map(abs, v)) < 6.77, (w0, v)
-        for dt in (torch.float16, torch.bfloat16):      # N16 = N32 rounded (spec section 4)
+        for dt in (torch.float16, torch.bfloat16):  # N16 = N32 rounded (spec section 4)
             h = fastrand.randn(4, generator=g.clone(), dtype=dt)
             assert torch.equal(h, y.to(dt)) and float(h.abs().max()) < 6.77, (w0, dt, h)
     for k_ in (1, 2, 3, 1000, 1 << 20, 1 << 30, 1 << 40):
-        m53 = (1 << 53) - k_                              # u = k_ / 2^53
+        m53 = (1 << 53) - k_  # u = k_ / 2^53
         r = math.sqrt(-2 * math.log(k_ / 2**53))
         w0, w1 = m53 >> 21, (m53 & ((1 << 21) - 1)) << 11
         cand = ((w0, w1 | j, 0x40000000, k) for j in range(1 << 11) for k in range(512))
@@ -381,8 +388,10 @@ def test_normal_sine_cosine_halves(name):
         # non-centrality goes as its square), below what 5 * 10^6 pairs can see.
         return
     n = s.size
-    for what, u in (("angle", (np.arctan2(s, c) / (2 * np.pi)) % 1.0),
-                    ("radius", -np.expm1(-(s * s + c * c) / 2))):
+    for what, u in (
+        ("angle", (np.arctan2(s, c) / (2 * np.pi)) % 1.0),
+        ("radius", -np.expm1(-(s * s + c * c) / 2)),
+    ):
         observed = np.bincount(np.minimum((u * 64).astype(np.int64), 63), minlength=64)
         chi2 = float(((observed - n / 64) ** 2 / (n / 64)).sum())
         assert_p(f"{name} {what} chi-square {chi2:.1f}", float(stats.chi2.sf(chi2, 63)), m)
@@ -424,7 +433,7 @@ def test_draws_independent(which):
     wa = fastrand.random_words(1 << 20, generator=gen(*a_)).numpy().view(np.uint32)
     wb = fastrand.random_words(1 << 20, generator=gen(*b_)).numpy().view(np.uint32)
     wa, wb = wa.astype(np.uint64), wb.astype(np.uint64)
-    keys_a = wa[:-1] << np.uint64(32) | wa[1:]          # every alignment
+    keys_a = wa[:-1] << np.uint64(32) | wa[1:]  # every alignment
     keys_b = wb[0::2] << np.uint64(32) | wb[1::2]
     shared = np.intersect1d(keys_a, keys_b)
     assert shared.size == 0, f"{which}: {shared.size} shared 64-bit word pairs"
@@ -452,8 +461,9 @@ def test_uniform_moments_and_chisquare(name):
     assert_z(f"{name} mean", d.mean(), 0, math.sqrt(1 / 12 / n), m)
     assert_z(f"{name} E(x-mu)^2", d2.mean(), 1 / 12, math.sqrt(1 / 180 / n), m)
     assert_z(f"{name} E(x-mu)^3", np.dot(d2, d) / n, 0, math.sqrt(1 / 448 / n), m)
-    assert_z(f"{name} E(x-mu)^4", np.dot(d2, d2) / n, 1 / 80,
-             math.sqrt((1 / 2304 - 1 / 6400) / n), m)
+    assert_z(
+        f"{name} E(x-mu)^4", np.dot(d2, d2) / n, 1 / 80, math.sqrt((1 / 2304 - 1 / 6400) / n), m
+    )
     for nb in (128, 1 << 16):
         observed = np.bincount((x * nb).astype(np.int64), minlength=nb)
         chi2 = float(((observed - n / nb) ** 2 / (n / nb)).sum())
@@ -492,7 +502,7 @@ def test_word_bit_balance():
     fails."""
     w = fastrand.random_words(N_WORDS, generator=gen(41)).numpy().view(np.uint32)
     assert w.size == N_WORDS
-    ones = _word_bits(w).sum(axis=0, dtype=np.int64)     # little-endian: column b = bit b
+    ones = _word_bits(w).sum(axis=0, dtype=np.int64)  # little-endian: column b = bit b
     for b in range(32):
         assert_z(f"word bit {b}", int(ones[b]), N_WORDS / 2, math.sqrt(N_WORDS) / 2, 32)
 
@@ -514,5 +524,6 @@ def test_word_lanes():
         for j in range(4):
             observed = np.bincount(by[:, j], minlength=256)
             chi2 = float(((observed - N_WORDS / 256) ** 2 / (N_WORDS / 256)).sum())
-            assert_p(f"lane {lane} byte {j} chi-square {chi2:.1f}",
-                     float(stats.chi2.sf(chi2, 255)), m)
+            assert_p(
+                f"lane {lane} byte {j} chi-square {chi2:.1f}", float(stats.chi2.sf(chi2, 255)), m
+            )

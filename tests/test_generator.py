@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import bits, ref_bits
 
 import fastrand
-from conftest import bits, ref_bits
 
 U64 = 1 << 64
 SHAPE = (2, 4, 8, 8)
@@ -31,8 +31,9 @@ def _same(a, b):
 
 def test_generator_and_torch_cpu_generator_agree():
     for seed in (0, 1, 12345, 2**63 + 17):
-        assert _same(_sequence(fastrand.Generator(seed)),
-                     _sequence(torch.Generator().manual_seed(seed)))
+        assert _same(
+            _sequence(fastrand.Generator(seed)), _sequence(torch.Generator().manual_seed(seed))
+        )
 
 
 def test_draws_match_reference_positions():
@@ -49,7 +50,9 @@ def test_reseeding_restarts():
     a = fastrand.randn_tensor(SHAPE, generator=torch.manual_seed(0))
     b = fastrand.randn_tensor(SHAPE, generator=torch.manual_seed(0))
     assert np.array_equal(bits(a), bits(b))
-    assert np.array_equal(bits(a), bits(fastrand.randn_tensor(SHAPE, generator=fastrand.Generator(0))))
+    assert np.array_equal(
+        bits(a), bits(fastrand.randn_tensor(SHAPE, generator=fastrand.Generator(0)))
+    )
     g = torch.Generator().manual_seed(3)
     first = [bits(fastrand.randn(5, generator=g)) for _ in range(3)]
     g.manual_seed(3)
@@ -85,6 +88,7 @@ def test_torch_ops_in_between_never_repeat():
 
 def test_torch_ops_in_between_are_deterministic():
     """The same history of torch and fastrand draws gives the same noise (e.g. in a new process)."""
+
     def run():
         g = torch.Generator().manual_seed(8)
         out = [bits(fastrand.randn(4, generator=g))]
@@ -118,15 +122,22 @@ def test_generator_state_api():
     assert g.set_state(st) is g
     assert np.array_equal(bits(fastrand.randn(10, generator=g)), bits(a))
     h = g.clone()
-    assert np.array_equal(bits(fastrand.randn(4, generator=g)), bits(fastrand.randn(4, generator=h)))
+    assert np.array_equal(
+        bits(fastrand.randn(4, generator=g)), bits(fastrand.randn(4, generator=h))
+    )
     assert g.set_offset(0) is g and g.get_offset() == 0
     assert g.manual_seed(9) is g and g.get_offset() == 0 and g.initial_seed() == 9
     s = g.seed()
     assert g.initial_seed() == s and 0 <= s < U64
     assert fastrand.Generator(-1).initial_seed() == U64 - 1
-    assert fastrand.Generator(-1).initial_seed() == torch.Generator().manual_seed(-1).initial_seed() % U64
-    assert np.array_equal(bits(fastrand.randn(6, generator=fastrand.Generator(-5))),
-                          bits(fastrand.randn(6, generator=torch.Generator().manual_seed(-5))))
+    assert (
+        fastrand.Generator(-1).initial_seed()
+        == torch.Generator().manual_seed(-1).initial_seed() % U64
+    )
+    assert np.array_equal(
+        bits(fastrand.randn(6, generator=fastrand.Generator(-5))),
+        bits(fastrand.randn(6, generator=torch.Generator().manual_seed(-5))),
+    )
     assert 0 <= fastrand.Generator().initial_seed() < U64
     g.set_state(bytes(st.numpy()))
 
@@ -142,8 +153,9 @@ def test_pickle_and_deepcopy():
     g = fastrand.Generator(5, offset=17, stream=3)
     for h in (pickle.loads(pickle.dumps(g)), copy.deepcopy(g), copy.copy(g)):
         assert (h.initial_seed(), h.get_offset(), h.stream) == (5, 17, 3)
-        assert np.array_equal(bits(fastrand.randn(5, generator=h)),
-                              bits(fastrand.randn(5, generator=g.clone())))
+        assert np.array_equal(
+            bits(fastrand.randn(5, generator=h)), bits(fastrand.randn(5, generator=g.clone()))
+        )
 
 
 @pytest.mark.parametrize("kind", ["fastrand", "torch"])
@@ -173,10 +185,17 @@ def test_threads_share_a_generator_without_overlap(kind):
     assert np.array_equal(got, want)  # together they cover exactly positions [0, total)
 
 
-@pytest.mark.parametrize("bad,exc", [
-    ("1", TypeError), (1.5, TypeError), (True, TypeError), (None, TypeError),
-    (U64, ValueError), (-(1 << 63) - 1, ValueError),
-])
+@pytest.mark.parametrize(
+    "bad,exc",
+    [
+        ("1", TypeError),
+        (1.5, TypeError),
+        (True, TypeError),
+        (None, TypeError),
+        (U64, ValueError),
+        (-(1 << 63) - 1, ValueError),
+    ],
+)
 def test_bad_seeds(bad, exc):
     with pytest.raises(exc, match="seed"):
         fastrand.Generator(0).manual_seed(bad)

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import TORCH_DTYPES, bits, ref_bits
 
 import fastrand
 import fastrand.functional as F
 import fastrand.numpy as frnp
-from conftest import TORCH_DTYPES, bits, ref_bits
 
 CUDA = torch.cuda.is_available()
 
@@ -21,8 +21,9 @@ CUDA = torch.cuda.is_available()
 @pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
 def test_numpy_front_end_equals_torch_api(dtype):
     a = frnp.randn((3, 5), seed=11, offset=3, stream=2, dtype=getattr(np, dtype))
-    t = fastrand.randn(3, 5, generator=fastrand.Generator(11, offset=3, stream=2),
-                       dtype=TORCH_DTYPES[dtype])
+    t = fastrand.randn(
+        3, 5, generator=fastrand.Generator(11, offset=3, stream=2), dtype=TORCH_DTYPES[dtype]
+    )
     assert a.shape == (3, 5) and a.dtype == np.dtype(dtype)
     assert np.array_equal(bits(a), bits(t))
     u = frnp.rand(7, seed=11, offset=1, dtype=dtype)
@@ -42,19 +43,28 @@ def test_numpy_next_offset_continues_the_stream():
 
 
 def test_numpy_front_end_does_not_import_torch():
-    code = ("import sys, fastrand.numpy as f; a = f.randn((2, 2), seed=0); "
-            "import fastrand; g = fastrand.Generator(1); "
-            "print('torch' in sys.modules, a.dtype)")
+    code = (
+        "import sys, fastrand.numpy as f; a = f.randn((2, 2), seed=0); "
+        "import fastrand; g = fastrand.Generator(1); "
+        "print('torch' in sys.modules, a.dtype)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "float32"]
 
 
-@pytest.mark.parametrize("kwargs,exc,name", [
-    (dict(shape=(-1,)), ValueError, "shape"), (dict(shape="x"), TypeError, "shape"),
-    (dict(dtype=np.int32), ValueError, "dtype"), (dict(dtype="nope"), TypeError, "dtype"),
-    (dict(seed=1.5), TypeError, "seed"), (dict(offset=-1), ValueError, "offset"),
-    (dict(stream=2**64), ValueError, "stream"), (dict(threads=0), ValueError, "threads"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,name",
+    [
+        (dict(shape=(-1,)), ValueError, "shape"),
+        (dict(shape="x"), TypeError, "shape"),
+        (dict(dtype=np.int32), ValueError, "dtype"),
+        (dict(dtype="nope"), TypeError, "dtype"),
+        (dict(seed=1.5), TypeError, "seed"),
+        (dict(offset=-1), ValueError, "offset"),
+        (dict(stream=2**64), ValueError, "stream"),
+        (dict(threads=0), ValueError, "threads"),
+    ],
+)
 def test_numpy_front_end_refuses(kwargs, exc, name):
     args = dict(shape=(2,), seed=0)
     args.update(kwargs)
@@ -66,8 +76,9 @@ def test_numpy_front_end_refuses(kwargs, exc, name):
 def test_functional_equals_generator_draws():
     for dt in TORCH_DTYPES.values():
         a = F.randn((4, 3), seed=2**64 - 2, offset=2**63 + 1, stream=5, dtype=dt)
-        b = fastrand.randn(4, 3, generator=fastrand.Generator(2**64 - 2, offset=2**63 + 1,
-                                                               stream=5), dtype=dt)
+        b = fastrand.randn(
+            4, 3, generator=fastrand.Generator(2**64 - 2, offset=2**63 + 1, stream=5), dtype=dt
+        )
         assert np.array_equal(bits(a), bits(b))
     u = F.rand([6], seed=1)
     assert np.array_equal(bits(u), ref_bits("uniform", 1, 0, 0, 6))
@@ -93,10 +104,12 @@ def test_torch_compile_inductor_matches_eager():
 
 
 def test_opcheck():
-    torch.library.opcheck(torch.ops.fastrand.draw.default,
-                          ([2, 3], 0, -5, 0, 3, torch.float32, torch.device("cpu")))
-    torch.library.opcheck(torch.ops.fastrand.draw_state.default,
-                          (torch.tensor([1, 2, 3]), [4], 0, torch.float32))
+    torch.library.opcheck(
+        torch.ops.fastrand.draw.default, ([2, 3], 0, -5, 0, 3, torch.float32, torch.device("cpu"))
+    )
+    torch.library.opcheck(
+        torch.ops.fastrand.draw_state.default, (torch.tensor([1, 2, 3]), [4], 0, torch.float32)
+    )
 
 
 def test_state_draws_advance_and_match_the_stream():
@@ -139,15 +152,17 @@ def test_cuda_graph_generator_replays_draw_fresh_noise():
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
         with torch.cuda.graph(graph):
-            static.copy_(fastrand.randn_tensor(shape, generator=g, device="cuda",
-                                               dtype=torch.bfloat16))
+            static.copy_(
+                fastrand.randn_tensor(shape, generator=g, device="cuda", dtype=torch.bfloat16)
+            )
     torch.cuda.current_stream().wait_stream(s)
     assert np.array_equal(bits(warm).ravel(), ref_bits("normal", 21, 0, 3, n))
     for k in range(3):
         graph.replay()
         torch.cuda.synchronize()
-        want = fastrand.randn(*shape, generator=fastrand.Generator(21, offset=3 + n * (k + 1)),
-                              dtype=torch.bfloat16)
+        want = fastrand.randn(
+            *shape, generator=fastrand.Generator(21, offset=3 + n * (k + 1)), dtype=torch.bfloat16
+        )
         assert np.array_equal(bits(static), bits(want)), k
     assert g.get_offset() == 3 + 4 * n
 
@@ -194,8 +209,9 @@ def test_cuda_graph_generator_refused_without_cuda():
 
 # ---- selftest and determinism ----------------------------------------------------------------
 def test_selftest_cli_passes():
-    out = subprocess.run([sys.executable, "-m", "fastrand", "selftest"], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "fastrand", "selftest"], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "all checks passed" in out.stdout and "MISMATCH" not in out.stdout
 
@@ -212,18 +228,28 @@ def test_selftest_reports_a_mismatch(monkeypatch):
 
 
 def test_enable_full_determinism_sets_and_restores():
-    before = (os.environ.get("CUBLAS_WORKSPACE_CONFIG"), torch.are_deterministic_algorithms_enabled(),
-              torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-              torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    before = (
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
     with fastrand.enable_full_determinism():
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic
         assert torch.backends.cuda.matmul.allow_tf32 is False
         assert torch.backends.cudnn.allow_tf32 is False
-    after = (os.environ.get("CUBLAS_WORKSPACE_CONFIG"), torch.are_deterministic_algorithms_enabled(),
-             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    after = (
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
     assert after == before
     handle = fastrand.enable_full_determinism(warn_only=True)
     assert torch.is_deterministic_algorithms_warn_only_enabled()
@@ -235,18 +261,21 @@ def test_enable_full_determinism_sets_and_restores():
 
 
 def test_info_cli_is_json():
-    out = subprocess.run([sys.executable, "-m", "fastrand", "info"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "fastrand", "info"], capture_output=True, text=True, check=True
+    )
     assert json.loads(out.stdout)["stream_version"] == 1
 
 
 def test_lazy_package_attributes_in_a_fresh_process():
     """`import fastrand` alone: submodules and the torch API resolve on attribute access."""
-    code = ("import sys, fastrand; assert 'torch' not in sys.modules; "
-            "assert fastrand._C.STREAM_VERSION == 1; fastrand.reference.words(0, 0, 0, 1); "
-            "fastrand.numpy.randn(2, seed=0); assert 'torch' not in sys.modules; "
-            "fastrand.functional.randn((2,), seed=0); fastrand.randn(2); "
-            "assert sorted(set(fastrand.__all__) - set(dir(fastrand))) == []; "
-            "import pytest; pytest.raises(AttributeError, getattr, fastrand, 'nope'); print('ok')")
+    code = (
+        "import sys, fastrand; assert 'torch' not in sys.modules; "
+        "assert fastrand._C.STREAM_VERSION == 1; fastrand.reference.words(0, 0, 0, 1); "
+        "fastrand.numpy.randn(2, seed=0); assert 'torch' not in sys.modules; "
+        "fastrand.functional.randn((2,), seed=0); fastrand.randn(2); "
+        "assert sorted(set(fastrand.__all__) - set(dir(fastrand))) == []; "
+        "import pytest; pytest.raises(AttributeError, getattr, fastrand, 'nope'); print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -72,7 +72,7 @@ def test_20k_torch_generator_draws_keep_memory_and_tables_bounded():
     assert objs < 500, f"{objs} more Python objects after 20,000 draws"
     assert _table_size() == table0  # one generator, one entry
     # the default generator (generator=None) too
-    for i in range(2_000):
+    for _ in range(2_000):
         fastrand.randn_tensor(SHAPE)
     assert _table_size() <= table0 + 1
 
@@ -89,6 +89,7 @@ def test_many_torch_generators_and_seeds_do_not_grow_the_tracker():
     weak_ok = True
     try:
         import weakref
+
         weakref.ref(torch.Generator())
     except TypeError:
         weak_ok = False
@@ -113,7 +114,7 @@ def test_many_torch_generators_and_seeds_do_not_grow_the_tracker():
 
 # --------------------------------------------------------------------------------------------
 # the compiled fill on raw buffers, without torch
-DRIVER = r'''
+DRIVER = r"""
 import glob, importlib.util, json, os, sys
 import numpy as np
 
@@ -189,7 +190,7 @@ for isa in isas:
 for ctr, key in (([0, 0, 0, 0], [0, 0]), ([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2)):
     C.philox(ctr, key)
 print(json.dumps({"calls": calls, "isas": isas, "bad": bad[:50], "nbad": len(bad)}))
-'''
+"""
 
 SIZES = "0,1,2,3,4,5,7,8,9,15,16,17,31,33,63,64,65,127,129,255,257,1023,1025,4099,70001"
 
@@ -197,8 +198,13 @@ SIZES = "0,1,2,3,4,5,7,8,9,15,16,17,31,33,63,64,65,127,129,255,257,1023,1025,409
 def _run_driver(prefix, mode, sizes, timeout):
     env = dict(os.environ)
     env.pop("FASTRAND_CPU_ISA", None)
-    proc = subprocess.run(prefix + [sys.executable, "-c", DRIVER, PKG_DIR, mode, sizes],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        prefix + [sys.executable, "-c", DRIVER, PKG_DIR, mode, sizes],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     return proc
 
 
@@ -230,8 +236,15 @@ def test_fill_cpu_under_valgrind(tmp_path):
     if os.environ.get("FASTRAND_SKIP_VALGRIND"):
         pytest.skip("FASTRAND_SKIP_VALGRIND is set")
     xml = tmp_path / "vg.xml"
-    prefix = [vg, "--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=definite",
-              "--show-leak-kinds=definite", "--xml=yes", f"--xml-file={xml}"]
+    prefix = [
+        vg,
+        "--error-exitcode=1",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite",
+        "--show-leak-kinds=definite",
+        "--xml=yes",
+        f"--xml-file={xml}",
+    ]
     proc = _run_driver(prefix, "valgrind", SIZES, timeout=240)
     assert xml.exists(), proc.stderr[-3000:]
     root = ET.parse(xml).getroot()
@@ -239,8 +252,13 @@ def test_fill_cpu_under_valgrind(tmp_path):
     for err in root.iter("error"):
         frames = _frames(err)
         objs = [(f.findtext("obj") or "") for f in frames]
-        desc = (err.findtext("kind"), [f"{os.path.basename(f.findtext('obj') or '?')}:"
-                                       f"{f.findtext('fn') or '?'}" for f in frames[:8]])
+        desc = (
+            err.findtext("kind"),
+            [
+                f"{os.path.basename(f.findtext('obj') or '?')}:{f.findtext('fn') or '?'}"
+                for f in frames[:8]
+            ],
+        )
         if any(os.path.basename(o).startswith("_C.") for o in objs):
             ours.append(desc)
         elif not (objs and "ld-linux" in os.path.basename(objs[0])):

@@ -8,13 +8,17 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from conftest import ref_bits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "tests", "native", "stream_dump.cpp")
-FLAGS = ["-std=c++17", "-O2", "-ffp-contract=off", "-fno-math-errno",
-         "-I" + os.path.join(ROOT, "csrc")]
+FLAGS = [
+    "-std=c++17",
+    "-O2",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-I" + os.path.join(ROOT, "csrc"),
+]
 CASES = [  # kind, dtype name, dtype code, seed, stream, offset, n
     ("normal", "float32", 0, 0x9ABCDEF012345678, 0, 0, 37),
     ("normal", "float32", 0, 1, 2**63 + 5, 3, 41),
@@ -47,8 +51,9 @@ def test_native_build_matches_reference(tmp_path):
     if cxx is None:
         pytest.skip("no C++ compiler")
     exe = _build(cxx, tmp_path)
-    _check(lambda args: subprocess.run([exe, *args], check=True, capture_output=True,
-                                       text=True).stdout)
+    _check(
+        lambda args: subprocess.run([exe, *args], check=True, capture_output=True, text=True).stdout
+    )
 
 
 def test_aarch64_build_matches_reference(tmp_path):
@@ -56,5 +61,8 @@ def test_aarch64_build_matches_reference(tmp_path):
     if cxx is None or qemu is None:
         pytest.skip("aarch64-linux-gnu-g++ and qemu-aarch64 are not installed")
     exe = _build(cxx, tmp_path, ["-static"])
-    _check(lambda args: subprocess.run([qemu, exe, *args], check=True, capture_output=True,
-                                       text=True).stdout)
+    _check(
+        lambda args: (
+            subprocess.run([qemu, exe, *args], check=True, capture_output=True, text=True).stdout
+        )
+    )

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 hypothesis = pytest.importorskip("hypothesis")
+from conftest import TORCH_DTYPES, bits  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -20,18 +21,24 @@ import fastrand  # noqa: E402
 from fastrand import _C  # noqa: E402
 from fastrand import reference as ref  # noqa: E402
 
-from conftest import TORCH_DTYPES, bits  # noqa: E402
-
 U64 = 1 << 64
 ISAS = list(_C.cpu_isa_available())
-KINDS = [("normal", d) for d in TORCH_DTYPES] + [("uniform", d) for d in TORCH_DTYPES] + [
-    ("words", "int32"), ("words", "uint32")]
+KINDS = (
+    [("normal", d) for d in TORCH_DTYPES]
+    + [("uniform", d) for d in TORCH_DTYPES]
+    + [("words", "int32"), ("words", "uint32")]
+)
 
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                derandomize=False, print_blob=True)
+SETTINGS = dict(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False, print_blob=True
+)
 
-u64 = st.one_of(st.integers(0, U64 - 1), st.integers(U64 - 70, U64 - 1), st.integers(0, 70),
-                st.sampled_from([(1 << 32) - 1, 1 << 32, 1 << 63, (1 << 63) - 1]))
+u64 = st.one_of(
+    st.integers(0, U64 - 1),
+    st.integers(U64 - 70, U64 - 1),
+    st.integers(0, 70),
+    st.sampled_from([(1 << 32) - 1, 1 << 32, 1 << 63, (1 << 63) - 1]),
+)
 seeds = st.one_of(u64, st.integers(-(1 << 63), -1))
 kinds = st.sampled_from(KINDS)
 shapes = st.lists(st.integers(0, 6), min_size=0, max_size=3).map(tuple)
@@ -98,8 +105,9 @@ def test_a_slice_is_a_draw_at_the_shifted_position(seed, stream, offset, kd, sha
 
 
 @settings(max_examples=300, **SETTINGS)
-@given(seed=seeds, stream=u64, offset=u64, shape=shapes,
-       dtype=st.sampled_from(["float16", "bfloat16"]))
+@given(
+    seed=seeds, stream=u64, offset=u64, shape=shapes, dtype=st.sampled_from(["float16", "bfloat16"])
+)
 def test_half_precision_is_float32_rounded(seed, stream, offset, shape, dtype):
     g32 = fastrand.Generator(seed, stream=stream, offset=offset)
     g16 = fastrand.Generator(seed, stream=stream, offset=offset)
@@ -125,13 +133,13 @@ def test_torch_generator_and_fastrand_generator_agree(seed, steps):
     tg.manual_seed(seed)
     fg.manual_seed(seed)
     (kind, dtype), shape = steps[0]
-    assert np.array_equal(_bits(_draw(kind, dtype, shape, tg)),
-                          _bits(_draw(kind, dtype, shape, fg)))
+    assert np.array_equal(
+        _bits(_draw(kind, dtype, shape, tg)), _bits(_draw(kind, dtype, shape, fg))
+    )
 
 
 @settings(max_examples=800, **SETTINGS)
-@given(seed=seeds, stream=u64, offset=u64, kd=kinds, shape=shapes,
-       isa=st.sampled_from(ISAS))
+@given(seed=seeds, stream=u64, offset=u64, kd=kinds, shape=shapes, isa=st.sampled_from(ISAS))
 def test_compiled_equals_reference(seed, stream, offset, kd, shape, isa):
     kind, dtype = kd
     before = _C.cpu_isa_selected()
@@ -146,8 +154,14 @@ def test_compiled_equals_reference(seed, stream, offset, kd, shape, isa):
 
 
 @settings(max_examples=80, **SETTINGS)
-@given(seed=seeds, stream=u64, offset=u64, kd=kinds,
-       n=st.integers((1 << 16) + 1, (1 << 17) + 64), threads=st.integers(2, 4))
+@given(
+    seed=seeds,
+    stream=u64,
+    offset=u64,
+    kd=kinds,
+    n=st.integers((1 << 16) + 1, (1 << 17) + 64),
+    threads=st.integers(2, 4),
+)
 def test_compiled_equals_reference_multithreaded(seed, stream, offset, kd, n, threads):
     """Sizes for which the compiled code splits the work between threads."""
     kind, dtype = kd

@@ -42,6 +42,7 @@ def assert_same_bits(x, y):
 # Exact arithmetic helpers (independent of the module under test)
 # ------------------------------------------------------------------------------------------
 
+
 def round_binary(fr, p, emin, emax, neg_zero=False):
     """Round the rational fr to nearest-even in a binary format with p significand bits,
     minimum normal exponent emin and maximum exponent emax (with subnormals, overflow to inf).
@@ -103,8 +104,11 @@ def dbits(x):
 KAT = [
     ([0, 0, 0, 0], [0, 0], [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
     ([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
-    ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0],
-     [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+    (
+        [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344],
+        [0xA4093822, 0x299F31D0],
+        [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1],
+    ),
 ]
 
 
@@ -122,8 +126,9 @@ def test_philox_kat_batched_and_broadcast():
     # one counter under a batch of identical keys, and the reverse
     got = R.philox4x32_10(np.zeros(4, np.uint32), np.zeros((3, 2), np.uint32))
     assert got.tolist() == [KAT[0][2]] * 3
-    got = R.philox4x32_10(np.full((2, 4), 0xFFFFFFFF, np.uint32),
-                          np.array([0xFFFFFFFF] * 2, np.uint32))
+    got = R.philox4x32_10(
+        np.full((2, 4), 0xFFFFFFFF, np.uint32), np.array([0xFFFFFFFF] * 2, np.uint32)
+    )
     assert got.tolist() == [KAT[1][2]] * 2
 
 
@@ -131,12 +136,34 @@ def test_philox_kat_batched_and_broadcast():
 # Section 3: golden words and float32 values
 # ------------------------------------------------------------------------------------------
 
-GOLD_WORDS = [0x0279B337, 0xECB5BD8D, 0xE611C4F6, 0x44ECE875,
-              0xEB897A36, 0x4FCDF6B6, 0xFBA23D8C, 0x6EED5B47,
-              0x207B164B, 0x5D52B9CA, 0xBA2C9175, 0x19DEE812]
-GOLD_N32 = [0xBFB1C488, 0x402D7EBD, 0x3EEAE647, 0xBD64490D,
-            0x3EC17742, 0xBE1E1A1A, 0x3D9A900D, 0xBE2D8193,
-            0x3FC3981B, 0xBFAB71EA, 0x3EF261A8, 0x3F247EBA]
+GOLD_WORDS = [
+    0x0279B337,
+    0xECB5BD8D,
+    0xE611C4F6,
+    0x44ECE875,
+    0xEB897A36,
+    0x4FCDF6B6,
+    0xFBA23D8C,
+    0x6EED5B47,
+    0x207B164B,
+    0x5D52B9CA,
+    0xBA2C9175,
+    0x19DEE812,
+]
+GOLD_N32 = [
+    0xBFB1C488,
+    0x402D7EBD,
+    0x3EEAE647,
+    0xBD64490D,
+    0x3EC17742,
+    0xBE1E1A1A,
+    0x3D9A900D,
+    0xBE2D8193,
+    0x3FC3981B,
+    0xBFAB71EA,
+    0x3EF261A8,
+    0x3F247EBA,
+]
 
 
 def test_golden_words():
@@ -144,8 +171,10 @@ def test_golden_words():
     for o in range(12):
         assert R.words(SEED, 0, o, 12 - o).tolist() == GOLD_WORDS[o:]
     # words are Philox of (block, stream) under key (lo, hi) of the seed
-    blk = R.philox4x32_10(np.array([[b, 0, 0, 0] for b in range(3)], np.uint32),
-                          np.array([SEED & 0xFFFFFFFF, SEED >> 32], np.uint32))
+    blk = R.philox4x32_10(
+        np.array([[b, 0, 0, 0] for b in range(3)], np.uint32),
+        np.array([SEED & 0xFFFFFFFF, SEED >> 32], np.uint32),
+    )
     assert blk.reshape(-1).tolist() == GOLD_WORDS
 
 
@@ -165,17 +194,20 @@ def test_golden_float32():
 
 def test_seed_stream_modulo():
     assert R.words(-1, 0, 0, 8).tolist() == R.words(M64 - 1, 0, 0, 8).tolist()
-    assert R.words(SEED + M64, 5 + 3 * M64, 7 + M64, 9).tolist() == \
-        R.words(SEED, 5, 7, 9).tolist()
+    assert R.words(SEED + M64, 5 + 3 * M64, 7 + M64, 9).tolist() == R.words(SEED, 5, 7, 9).tolist()
     # the stream is the upper half of the counter
     s = 0x1234567890ABCDEF
-    blk = R.philox4x32_10(np.array([2, 0, s & 0xFFFFFFFF, s >> 32], np.uint32),
-                          np.array([SEED & 0xFFFFFFFF, SEED >> 32], np.uint32))
+    blk = R.philox4x32_10(
+        np.array([2, 0, s & 0xFFFFFFFF, s >> 32], np.uint32),
+        np.array([SEED & 0xFFFFFFFF, SEED >> 32], np.uint32),
+    )
     assert R.words(SEED, s, 8, 4).tolist() == blk.tolist()
     # a high block index lands in ctr[1]
     b = (1 << 40) + 3
-    blk = R.philox4x32_10(np.array([b & 0xFFFFFFFF, b >> 32, 0, 0], np.uint32),
-                          np.array([SEED & 0xFFFFFFFF, SEED >> 32], np.uint32))
+    blk = R.philox4x32_10(
+        np.array([b & 0xFFFFFFFF, b >> 32, 0, 0], np.uint32),
+        np.array([SEED & 0xFFFFFFFF, SEED >> 32], np.uint32),
+    )
     assert R.words(SEED, 0, 4 * b, 4).tolist() == blk.tolist()
 
 
@@ -183,16 +215,17 @@ def test_seed_stream_modulo():
 # Exact fma emulation
 # ------------------------------------------------------------------------------------------
 
+
 def _rand_f32(rng, lo, hi):
     e = rng.randint(lo, hi)
     m = rng.getrandbits(23)
-    return float(np.float32(math.ldexp(1 + m / 2 ** 23, e) * rng.choice((-1, 1))))
+    return float(np.float32(math.ldexp(1 + m / 2**23, e) * rng.choice((-1, 1))))
 
 
 def _rand_f64(rng, lo, hi):
     e = rng.randint(lo, hi)
     m = rng.getrandbits(52)
-    return math.ldexp(1 + m / 2 ** 52, e) * rng.choice((-1, 1))
+    return math.ldexp(1 + m / 2**52, e) * rng.choice((-1, 1))
 
 
 def _fma_cases(rng, prec, rand, lo, hi, rn):
@@ -227,9 +260,19 @@ def _fma_cases(rng, prec, rand, lo, hi, rn):
     # hand-made double-rounding trap, signed zeros
     cases.append((math.ldexp(1 + ulp1, -12), math.ldexp(1 - ulp1, -12), 1 + ulp1))
     cases.append((math.ldexp(1 + ulp1, -12), math.ldexp(1 - ulp1, -12), -(1 + ulp1)))
-    for a, b, c in [(0.0, 1.5, 0.0), (-0.0, 1.5, 0.0), (-0.0, 1.5, -0.0), (0.0, -1.5, -0.0),
-                    (0.0, 3.0, 2.0), (-0.0, -3.0, -2.0), (1.5, 2.0, 0.0), (1.5, -2.0, -0.0),
-                    (1.5, 2.0, -3.0), (-1.5, 2.0, 3.0), (1.0, 1.0, -1.0)]:
+    for a, b, c in [
+        (0.0, 1.5, 0.0),
+        (-0.0, 1.5, 0.0),
+        (-0.0, 1.5, -0.0),
+        (0.0, -1.5, -0.0),
+        (0.0, 3.0, 2.0),
+        (-0.0, -3.0, -2.0),
+        (1.5, 2.0, 0.0),
+        (1.5, -2.0, -0.0),
+        (1.5, 2.0, -3.0),
+        (-1.5, 2.0, 3.0),
+        (1.0, 1.0, -1.0),
+    ]:
         cases.append((a, b, c))
     return cases
 
@@ -264,8 +307,9 @@ def test_fma64_exact():
     assert_same_bits(got, want)
     # float(Fraction) is correctly rounded: agrees wherever the result is non-zero
     nz = [i for i, (x, y, z) in enumerate(cases) if Fraction(x) * Fraction(y) + Fraction(z)]
-    alt = np.array([float(Fraction(cases[i][0]) * Fraction(cases[i][1]) + Fraction(cases[i][2]))
-                    for i in nz])
+    alt = np.array(
+        [float(Fraction(cases[i][0]) * Fraction(cases[i][1]) + Fraction(cases[i][2])) for i in nz]
+    )
     assert_same_bits(got[nz], alt)
     naive = a * b + c
     assert (bits_of(naive) != bits_of(want)).sum() > 0
@@ -283,6 +327,7 @@ def test_fma_broadcast_scalars():
 # Section 4: float16 / bfloat16 rounding
 # ------------------------------------------------------------------------------------------
 
+
 def exact_f16_bits(x):
     v = round_binary(Fraction(float(x)), 11, -14, 15, math.copysign(1.0, float(x)) < 0)
     return int(np.array(v, np.float16).view(np.uint16))  # v is exactly representable
@@ -297,14 +342,32 @@ def _half_edge_values(rng):
     vals = []
     h = lambda b: float(np.array(b, np.uint16).view(np.float16))  # noqa: E731
     # midpoints of adjacent float16 values (ties), and one float32 ulp either side
-    for b in list(range(0, 40)) + list(range(0x3F0, 0x410)) + list(range(0x7BF0, 0x7BFF)) + \
-            [rng.randrange(0, 0x7BFF) for _ in range(400)]:
+    for b in (
+        list(range(0, 40))
+        + list(range(0x3F0, 0x410))
+        + list(range(0x7BF0, 0x7BFF))
+        + [rng.randrange(0, 0x7BFF) for _ in range(400)]
+    ):
         lo, hi = h(b), h(b + 1)
         mid = np.float32((lo + hi) / 2)
         assert float(mid) == (lo + hi) / 2
         vals += [mid, np.nextafter(mid, np.float32(0)), np.nextafter(mid, np.float32(1e9))]
-    vals += [np.float32(v) for v in (0.0, -0.0, 2.0 ** -25, 2.0 ** -26, 3 * 2.0 ** -25,
-                                     2.0 ** -24, 2.0 ** -14, 65504.0, 65519.0, 65520.0, 1e30)]
+    vals += [
+        np.float32(v)
+        for v in (
+            0.0,
+            -0.0,
+            2.0**-25,
+            2.0**-26,
+            3 * 2.0**-25,
+            2.0**-24,
+            2.0**-14,
+            65504.0,
+            65519.0,
+            65520.0,
+            1e30,
+        )
+    ]
     vals += [np.array(rng.getrandbits(32), np.uint32).view(np.float32)[()] for _ in range(500)]
     vals = [v for v in vals if np.isfinite(v)]
     vals += [-v for v in vals]
@@ -321,8 +384,9 @@ def test_float16_rounding_exact():
     n32 = R.normal(SEED, 7, 3, 3000, "float32")
     n16 = R.normal(SEED, 7, 3, 3000, "float16")
     assert n16.dtype == np.float16
-    np.testing.assert_array_equal(n16.view(np.uint16),
-                                  np.array([exact_f16_bits(v) for v in n32], np.uint16))
+    np.testing.assert_array_equal(
+        n16.view(np.uint16), np.array([exact_f16_bits(v) for v in n32], np.uint16)
+    )
 
 
 def test_bfloat16_rounding_exact():
@@ -332,8 +396,17 @@ def test_bfloat16_rounding_exact():
         hi = rng.getrandbits(15)
         for lo in (0x0000, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF, rng.getrandbits(16)):
             vals.append((hi << 16) | lo)
-    vals += [0x7F7FFFFF, 0x7F7F7FFF, 0x7F7F8000, 0x00000001, 0x00008000, 0x00018000,
-             0x007FFFFF, 0x007F8000, 0x00800000]
+    vals += [
+        0x7F7FFFFF,
+        0x7F7F7FFF,
+        0x7F7F8000,
+        0x00000001,
+        0x00008000,
+        0x00018000,
+        0x007FFFFF,
+        0x007F8000,
+        0x00800000,
+    ]
     vals = [v for v in vals if (v >> 23) & 0xFF != 0xFF]
     vals += [v | 0x80000000 for v in vals]
     x = np.array(vals, np.uint32).view(np.float32)
@@ -350,6 +423,7 @@ def test_bfloat16_rounding_exact():
 # ------------------------------------------------------------------------------------------
 # Independent scalar transcription of sections 3 and 5 (exact Fraction fma)
 # ------------------------------------------------------------------------------------------
+
 
 def F32(a, b, c):
     return np.float32(exact_fma(float(a), float(b), float(c), to_b32))
@@ -369,8 +443,20 @@ def scalar_logc(v):
         x = (m + m) - one
     else:
         x = m - one
-    P = [f32(h) for h in (0x3D9021BB, 0xBDEBD1B8, 0x3DEF251A, 0xBDFE5D4F, 0x3E11E9BF,
-                          0xBE2AAE50, 0x3E4CCEAC, 0xBE7FFFFC, 0x3EAAAAAA)]
+    P = [
+        f32(h)
+        for h in (
+            0x3D9021BB,
+            0xBDEBD1B8,
+            0x3DEF251A,
+            0xBDFE5D4F,
+            0x3E11E9BF,
+            0xBE2AAE50,
+            0x3E4CCEAC,
+            0xBE7FFFFC,
+            0x3EAAAAAA,
+        )
+    ]
     y = P[0]
     for p in P[1:]:
         y = F32(y, x, p)
@@ -384,7 +470,7 @@ def scalar_logc(v):
 
 
 def scalar_n32(w0, w1):
-    u = np.float32(float(w0)) * np.float32(2.0 ** -32) + np.float32(2.0 ** -33)
+    u = np.float32(float(w0)) * np.float32(2.0**-32) + np.float32(2.0**-33)
     r = np.sqrt(np.float32(-2.0) * scalar_logc(u))
     q = w1 >> 30
     t = (w1 >> 6) & 0xFFFFFF
@@ -415,33 +501,61 @@ def scalar_logd(v):
     s = f / (2.0 + f)
     z = s * s
     w = z * z
-    Lg = [None] + [f64(h) for h in (0x3FE5555555555593, 0x3FD999999997FA04, 0x3FD2492494229359,
-                                    0x3FCC71C51D8E78AF, 0x3FC7466496CB03DE, 0x3FC39A09D078C69F,
-                                    0x3FC2F112DF3E5244)]
+    Lg = [None] + [
+        f64(h)
+        for h in (
+            0x3FE5555555555593,
+            0x3FD999999997FA04,
+            0x3FD2492494229359,
+            0x3FCC71C51D8E78AF,
+            0x3FC7466496CB03DE,
+            0x3FC39A09D078C69F,
+            0x3FC2F112DF3E5244,
+        )
+    ]
     t1 = w * F64(w, F64(w, Lg[6], Lg[4]), Lg[2])
     t2 = z * F64(w, F64(w, F64(w, Lg[7], Lg[5]), Lg[3]), Lg[1])
     R_ = t2 + t1
     dk = float(k)
-    return F64(dk, f64(0x3FE62E42FEE00000),
-               ((F64(s, hfsq + R_, dk * f64(0x3DEA39EF35793C76)) - hfsq) + f))
+    return F64(
+        dk, f64(0x3FE62E42FEE00000), ((F64(s, hfsq + R_, dk * f64(0x3DEA39EF35793C76)) - hfsq) + f)
+    )
 
 
 def scalar_n64(w0, w1, w2, w3):
     m = (w0 << 21) | (w1 >> 11)
-    u = float(2 ** 53 - m) * 2.0 ** -53
+    u = float(2**53 - m) * 2.0**-53
     r = math.sqrt(-2.0 * scalar_logd(u))
     q = w2 >> 30
     t = ((w2 & 0x3FFFFFFF) << 23) | (w3 >> 9)
-    mirror = t > 2 ** 52
+    mirror = t > 2**52
     if mirror:
-        t = 2 ** 53 - t
+        t = 2**53 - t
     a = float(t) * f64(0x3CA921FB54442D18)
     z = a * a
     v = z * a
-    S = [None] + [f64(h) for h in (0xBFC5555555555549, 0x3F8111111110F8A6, 0xBF2A01A019C161D5,
-                                   0x3EC71DE357B1FE7D, 0xBE5AE5E68A2B9CEB, 0x3DE5D93A5ACFD57C)]
-    C = [None] + [f64(h) for h in (0x3FA555555555554C, 0xBF56C16C16C15177, 0x3EFA01A019CB1590,
-                                   0xBE927E4F809C52AD, 0x3E21EE9EBDB4B1C4, 0xBDA8FAE9BE8838D4)]
+    S = [None] + [
+        f64(h)
+        for h in (
+            0xBFC5555555555549,
+            0x3F8111111110F8A6,
+            0xBF2A01A019C161D5,
+            0x3EC71DE357B1FE7D,
+            0xBE5AE5E68A2B9CEB,
+            0x3DE5D93A5ACFD57C,
+        )
+    ]
+    C = [None] + [
+        f64(h)
+        for h in (
+            0x3FA555555555554C,
+            0xBF56C16C16C15177,
+            0x3EFA01A019CB1590,
+            0xBE927E4F809C52AD,
+            0x3E21EE9EBDB4B1C4,
+            0xBDA8FAE9BE8838D4,
+        )
+    ]
     s = F64(v, F64(z, F64(z, F64(z, F64(z, F64(z, S[6], S[5]), S[4]), S[3]), S[2]), S[1]), a)
     rc = z * F64(z, F64(z, F64(z, F64(z, F64(z, C[6], C[5]), C[4]), C[3]), C[2]), C[1])
     hz = 0.5 * z
@@ -455,8 +569,12 @@ def scalar_n64(w0, w1, w2, w3):
 
 
 EXT_W0 = [0, 1, 2, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF]
-EXT_W1 = [(q << 30) | (t << 6) | low for q in range(4)
-          for t in (0, 1, 0x7FFFFF, 0x800000, 0x800001, 0xFFFFFF) for low in (0, 63)]
+EXT_W1 = [
+    (q << 30) | (t << 6) | low
+    for q in range(4)
+    for t in (0, 1, 0x7FFFFF, 0x800000, 0x800001, 0xFFFFFF)
+    for low in (0, 63)
+]
 
 
 def test_scalar_transcription_float32():
@@ -474,10 +592,21 @@ def test_scalar_transcription_float32():
 
 EXT64_W0 = [0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
 EXT64_W1 = [0, 0x7FF, 0x800, 0xFFFFF7FF, 0xFFFFF800, 0xFFFFFFFF]
-EXT64_W23 = [((q << 30) | hi, lo) for q in range(4)
-             for hi, lo in ((0, 0), (0, 0x1FF), (0, 0x200), (1 << 29, 0), (1 << 29, 0x1FF),
-                            (1 << 29, 0x200), ((1 << 29) - 1, 0xFFFFFFFF),
-                            (0x3FFFFFFF, 0xFFFFFFFF), (0x3FFFFFFF, 0xFFFFFE00))]
+EXT64_W23 = [
+    ((q << 30) | hi, lo)
+    for q in range(4)
+    for hi, lo in (
+        (0, 0),
+        (0, 0x1FF),
+        (0, 0x200),
+        (1 << 29, 0),
+        (1 << 29, 0x1FF),
+        (1 << 29, 0x200),
+        ((1 << 29) - 1, 0xFFFFFFFF),
+        (0x3FFFFFFF, 0xFFFFFFFF),
+        (0x3FFFFFFF, 0xFFFFFE00),
+    )
+]
 
 
 def _ext64_quads():
@@ -500,15 +629,16 @@ def test_scalar_transcription_float64():
 
 
 def test_logc_logd_components():
-    v = np.array([1.0, 0.5, 0.75, 2.0 ** -33, 0.70710677, 0.70710683, 0.999], np.float32)
+    v = np.array([1.0, 0.5, 0.75, 2.0**-33, 0.70710677, 0.70710683, 0.999], np.float32)
     assert_same_bits(R.log_c(v), np.array([scalar_logc(x) for x in v], np.float32))
-    d = np.array([1.0, 0.5, 2.0 ** -53, 1 - 2.0 ** -53, 0.7071067811865476, 0.3], np.float64)
+    d = np.array([1.0, 0.5, 2.0**-53, 1 - 2.0**-53, 0.7071067811865476, 0.3], np.float64)
     assert_same_bits(R.log_d(d), np.array([scalar_logd(float(x)) for x in d]))
 
 
 # ------------------------------------------------------------------------------------------
 # Accuracy against Box-Muller in higher precision; bounds over extreme words
 # ------------------------------------------------------------------------------------------
+
 
 def _ulp_err(got, exact, prec):
     if exact == 0:
@@ -520,8 +650,7 @@ def _ulp_err(got, exact, prec):
 def _words32(rng, n):
     pairs = [(rng.getrandbits(32), rng.getrandbits(32)) for _ in range(n)]
     pairs += [(a, b) for a in EXT_W0 for b in EXT_W1]
-    pairs += [(rng.getrandbits(32), b) for b in EXT_W1] + [(a, rng.getrandbits(32))
-                                                          for a in EXT_W0]
+    pairs += [(rng.getrandbits(32), b) for b in EXT_W1] + [(a, rng.getrandbits(32)) for a in EXT_W0]
     return pairs
 
 
@@ -541,24 +670,29 @@ def test_n32_accuracy_and_bound():
     ns, nc = r * s, r * c
     assert ns.dtype == np.float32
     # the spec's u: float(w0) rounded to binary32, times 2^-32 (exact), plus 2^-33 (rounded)
-    u32 = np.array([np.float32(np.float32(float(a)) * np.float32(2.0 ** -32)
-                               + np.float32(2.0 ** -33)) for a, _ in pairs], np.float32)
+    u32 = np.array(
+        [
+            np.float32(np.float32(float(a)) * np.float32(2.0**-32) + np.float32(2.0**-33))
+            for a, _ in pairs
+        ],
+        np.float32,
+    )
     L = R.log_c(u32)
     worst = worst_log = worst_trig = 0.0
-    for i, (a, b) in enumerate(pairs):
+    for i, (_a, b) in enumerate(pairs):
         u = float(u32[i])
         lg = math.log(u)
         worst_log = max(worst_log, _ulp_err(L[i], lg, 24))
         rad = math.sqrt(-2.0 * lg)
         q, t = b >> 30, (b >> 6) & 0xFFFFFF
-        th = t * (math.pi / 2 ** 25)
+        th = t * (math.pi / 2**25)
         sn, cs = math.sin(th), math.cos(th)
         sin_, cos_ = [(sn, cs), (cs, -sn), (-sn, -cs), (-cs, sn)][q]
         worst_trig = max(worst_trig, _ulp_err(s[i], sin_, 24), _ulp_err(c[i], cos_, 24))
         worst = max(worst, _ulp_err(ns[i], rad * sin_, 24), _ulp_err(nc[i], rad * cos_, 24))
     print("logC %.3f ulp, sin/cos %.3f ulp, N32 %.3f ulp" % (worst_log, worst_trig, worst))
-    assert worst_log <= 0.82, worst_log      # spec: logC within 0.82 ulp
-    assert worst_trig <= 2.0, worst_trig     # spec: sine/cosine within 2 ulp
+    assert worst_log <= 0.82, worst_log  # spec: logC within 0.82 ulp
+    assert worst_trig <= 2.0, worst_trig  # spec: sine/cosine within 2 ulp
     # The composition r * sin is not within 3 ulp everywhere (see N32_HARD, 3.36 ulp); the
     # components' bounds above compose to this looser bound.
     assert worst <= 4.0, worst
@@ -586,11 +720,11 @@ def _check_n64_accuracy(mp):
     half_pi = mp.pi / 2
     for i, (a, b, cc, d) in enumerate(quads):
         m = (a << 21) | (b >> 11)
-        u = mp.mpf(2 ** 53 - m) / 2 ** 53
+        u = mp.mpf(2**53 - m) / 2**53
         rad = mp.sqrt(-2 * mp.log(u))
         q = cc >> 30
         t = ((cc & 0x3FFFFFFF) << 23) | (d >> 9)
-        th = half_pi * t / 2 ** 53
+        th = half_pi * t / 2**53
         sn, cs = mp.sin(th), mp.cos(th)
         sin_, cos_ = [(sn, cs), (cs, -sn), (-sn, -cs), (-cs, sn)][q]
         for got, ex in ((ns[i], rad * sin_), (nc[i], rad * cos_)):
@@ -603,8 +737,9 @@ def _check_n64_accuracy(mp):
     print("N64 worst error: %.3f ulp" % worst)
     assert worst <= 4.0, worst
     assert float(np.max(np.abs(ns))) <= 8.58 and float(np.max(np.abs(nc))) <= 8.58
-    rmax = float(R.radius64(np.array([0xFFFFFFFF], np.uint32),
-                            np.array([0xFFFFFFFF], np.uint32))[0])
+    rmax = float(
+        R.radius64(np.array([0xFFFFFFFF], np.uint32), np.array([0xFFFFFFFF], np.uint32))[0]
+    )
     assert 8.57 < rmax <= 8.58
 
 
@@ -618,13 +753,16 @@ def test_extreme_radius_zero_and_signs():
     assert bits_of(s).tolist() == [0x00000000, 0x80000000]
     assert c.tolist() == [1.0, -1.0]
     s, c = R.angle64(np.array([0, 1 << 30], np.uint32), np.array([0, 0], np.uint32))
-    assert s.tolist() == [0.0, 1.0] and bits_of(c).tolist() == [0x3FF0000000000000,
-                                                                0x8000000000000000]
+    assert s.tolist() == [0.0, 1.0] and bits_of(c).tolist() == [
+        0x3FF0000000000000,
+        0x8000000000000000,
+    ]
 
 
 # ------------------------------------------------------------------------------------------
 # Positions: wrap-around, concatenation, slicing, the float64 even-start rule, uniforms
 # ------------------------------------------------------------------------------------------
+
 
 def _draw(kind, dt, offset, n, seed=SEED, stream=3):
     if kind == "words":
@@ -650,7 +788,7 @@ def test_wraparound_values(kind, dt):
     for o in (M64 - 7, M64 - 4, M64 - 3, M64 - 2, M64 - 1):
         if dt == "float64":
             start = (o + (o & 1)) % M64
-            n1 = ((M64 - start) % M64) // 2       # values before position 2^64 wraps to 0
+            n1 = ((M64 - start) % M64) // 2  # values before position 2^64 wraps to 0
         else:
             n1 = M64 - o
         whole = _draw(kind, dt, o, n1 + 5)
@@ -660,8 +798,9 @@ def test_wraparound_values(kind, dt):
         assert_same_bits(whole, parts)
 
 
-@pytest.mark.parametrize("kind,dt", [("words", "uint32")] + [(k, d) for k in ("normal", "uniform")
-                                                           for d in DTYPES])
+@pytest.mark.parametrize(
+    "kind,dt", [("words", "uint32")] + [(k, d) for k in ("normal", "uniform") for d in DTYPES]
+)
 def test_concatenation(kind, dt):
     adv = "uint32" if kind == "words" else dt
     for o in (0, 1, 2, 3, 5, 6, 1001, M64 - 3, M64 - 1):
@@ -674,8 +813,9 @@ def test_concatenation(kind, dt):
                 assert_same_bits(whole, parts)
                 # three-way split too
                 o3 = R.next_offset(o2, 1, adv)
-                three = np.concatenate([_draw(kind, dt, o, n1), _draw(kind, dt, o2, 1),
-                                        _draw(kind, dt, o3, n2)])
+                three = np.concatenate(
+                    [_draw(kind, dt, o, n1), _draw(kind, dt, o2, 1), _draw(kind, dt, o3, n2)]
+                )
                 assert_same_bits(_draw(kind, dt, o, n1 + 1 + n2), three)
 
 
@@ -715,19 +855,18 @@ def test_uniform_values():
     w = [int(x) for x in R.words(SEED, 2, o, n)]
     u32 = R.uniform(SEED, 2, o, n, "float32")
     assert u32.dtype == np.float32
-    assert u32.tolist() == [(x >> 8) / 2 ** 24 for x in w]
+    assert u32.tolist() == [(x >> 8) / 2**24 for x in w]
     u16 = R.uniform(SEED, 2, o, n, "float16")
     assert u16.dtype == np.float16
-    assert u16.astype(np.float64).tolist() == [(x >> 21) / 2 ** 11 for x in w]
+    assert u16.astype(np.float64).tolist() == [(x >> 21) / 2**11 for x in w]
     ub = R.uniform(SEED, 2, o, n, "bfloat16")
     assert ub.dtype == np.uint16
-    want = [int(np.array((x >> 24) / 2 ** 8, np.float32).view(np.uint32)) >> 16 for x in w]
+    want = [int(np.array((x >> 24) / 2**8, np.float32).view(np.uint32)) >> 16 for x in w]
     assert ub.tolist() == want
     assert all(((b << 16) & 0xFFFF) == 0 for b in want)
     u64 = R.uniform(SEED, 2, o, n, "float64")
     w = [int(x) for x in R.words(SEED, 2, o + 1, 2 * n)]
-    assert u64.tolist() == [((w[2 * i] << 21) | (w[2 * i + 1] >> 11)) / 2 ** 53
-                            for i in range(n)]
+    assert u64.tolist() == [((w[2 * i] << 21) | (w[2 * i + 1] >> 11)) / 2**53 for i in range(n)]
     for arr in (u32, u16.astype(np.float32), u64):
         assert np.all(arr >= 0) and np.all(arr < 1)
 
@@ -745,6 +884,7 @@ def test_dtypes_and_errors():
 
 def test_large_draw_is_fast_enough():
     import time
+
     t = time.perf_counter()
     x = R.normal(SEED, 0, 0, 1_000_000, "float64")
     y = R.normal(SEED, 0, 1, 1_000_000, "float32")

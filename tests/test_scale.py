@@ -14,15 +14,17 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import TORCH_DTYPES, bits
 
 import fastrand
 from fastrand import reference as ref
 
-from conftest import TORCH_DTYPES, bits
-
 U64 = 1 << 64
-KINDS = [("normal", d) for d in TORCH_DTYPES] + [("uniform", d) for d in TORCH_DTYPES] + [
-    ("words", "uint32")]
+KINDS = (
+    [("normal", d) for d in TORCH_DTYPES]
+    + [("uniform", d) for d in TORCH_DTYPES]
+    + [("words", "uint32")]
+)
 
 
 def _mem_available_gib():
@@ -68,9 +70,11 @@ BIG_N = (1 << 31) + 8
 def test_more_than_2_31_float16_values():
     avail = _mem_available_gib()
     if avail is None or avail < 10:
-        pytest.skip(f"needs 10 GiB of available memory for a 4 GiB tensor, "
-                    f"/proc/meminfo MemAvailable says {avail if avail is None else round(avail, 1)}"
-                    " GiB")
+        pytest.skip(
+            f"needs 10 GiB of available memory for a 4 GiB tensor, "
+            f"/proc/meminfo MemAvailable says {avail if avail is None else round(avail, 1)}"
+            " GiB"
+        )
     seed, stream, offset = 3, 0, 5
     gen = fastrand.Generator(seed, offset=offset)
     big = fastrand.randn(BIG_N, generator=gen, dtype=torch.float16)
@@ -79,26 +83,33 @@ def test_more_than_2_31_float16_values():
         assert gen.get_offset() == offset + BIG_N
         flat = big.view(torch.int16)
         k = 64
-        starts = {0, BIG_N - k, (1 << 31) - k // 2, (1 << 31) - offset - k // 2,
-                  (1 << 30) - k // 2, (1 << 31) - 1 - k // 2}
+        starts = {
+            0,
+            BIG_N - k,
+            (1 << 31) - k // 2,
+            (1 << 31) - offset - k // 2,
+            (1 << 30) - k // 2,
+            (1 << 31) - 1 - k // 2,
+        }
         starts.update(b - k // 2 for b in _piece_boundaries(BIG_N))
         rng = random.Random(31)
         starts.update(rng.randrange(BIG_N - k) for _ in range(24))
         for s in sorted(starts):
             s = min(max(s, 0), BIG_N - k)
-            got = flat[s:s + k].numpy().view(np.uint16)
+            got = flat[s : s + k].numpy().view(np.uint16)
             want = bits(ref.normal(seed, stream, offset + s, k, "float16"))
             assert np.array_equal(got, want), f"window at element {s}"
         # the last element sits at position offset + 2^31 + 7
-        last = flat[BIG_N - 1:].numpy().view(np.uint16)
-        assert np.array_equal(last, bits(ref.normal(seed, stream, offset + BIG_N - 1, 1,
-                                                     "float16")))
+        last = flat[BIG_N - 1 :].numpy().view(np.uint16)
+        assert np.array_equal(
+            last, bits(ref.normal(seed, stream, offset + BIG_N - 1, 1, "float16"))
+        )
         # nothing was left unwritten (fresh pages read as zeros): every +-0 of the tensor must
         # be a +-0 of the reference (about 50 are expected: |N| < 2^-25 rounds to zero)
         zeros = []
         chunk = 1 << 27
         for c in range(0, BIG_N, chunk):
-            hit = torch.nonzero((flat[c:c + chunk] & 0x7FFF) == 0).flatten()
+            hit = torch.nonzero((flat[c : c + chunk] & 0x7FFF) == 0).flatten()
             zeros.extend(int(i) + c for i in hit)
         assert len(zeros) < 1000, len(zeros)
         for i in zeros:
@@ -136,8 +147,11 @@ def test_wrap_continues_at_position_0_of_the_same_stream(kind, dtype):
     g = fastrand.Generator(seed, stream=stream, offset=U64 - per * before)
     whole = bits(_draw(kind, dtype, 10, g)).ravel()
     assert g.get_offset() == per * 6
-    head = bits(_draw(kind, dtype, before, fastrand.Generator(seed, stream=stream,
-                                                               offset=U64 - per * before)))
+    head = bits(
+        _draw(
+            kind, dtype, before, fastrand.Generator(seed, stream=stream, offset=U64 - per * before)
+        )
+    )
     tail = bits(_draw(kind, dtype, 6, fastrand.Generator(seed, stream=stream, offset=0)))
     assert np.array_equal(whole, np.concatenate([head.ravel(), tail.ravel()]))
     # and consecutive draws concatenate across the wrap
@@ -151,8 +165,10 @@ def test_float64_even_start_at_the_wrap(o):
     """float64 at an odd offset starts at the next even position, modulo 2^64."""
     seed = 99
     start = (o + 1) % U64
-    for fn in (lambda g: fastrand.randn(3, generator=g, dtype=torch.float64),
-               lambda g: fastrand.rand(3, generator=g, dtype=torch.float64)):
+    for fn in (
+        lambda g: fastrand.randn(3, generator=g, dtype=torch.float64),
+        lambda g: fastrand.rand(3, generator=g, dtype=torch.float64),
+    ):
         g = fastrand.Generator(seed, offset=o)
         got = bits(fn(g))
         g_even = fastrand.Generator(seed, offset=start)

@@ -5,12 +5,11 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import TORCH_DTYPES, bits, draw, ref_bits
 
 import fastrand
 from fastrand import _C
 from fastrand import reference as ref
-
-from conftest import TORCH_DTYPES, bits, draw, ref_bits
 
 U64 = 1 << 64
 SEED = 0x9ABCDEF012345678
@@ -20,14 +19,41 @@ ISAS = _C.cpu_isa_available()
 KAT = [
     ([0, 0, 0, 0], [0, 0], [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
     ([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
-    ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0],
-     [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+    (
+        [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344],
+        [0xA4093822, 0x299F31D0],
+        [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1],
+    ),
 ]
 # Spec section 3: golden words and float32 values (seed 0x9abcdef012345678, stream 0).
-GOLDEN_WORDS = [0x0279B337, 0xECB5BD8D, 0xE611C4F6, 0x44ECE875, 0xEB897A36, 0x4FCDF6B6,
-                0xFBA23D8C, 0x6EED5B47, 0x207B164B, 0x5D52B9CA, 0xBA2C9175, 0x19DEE812]
-GOLDEN_F32 = [0xBFB1C488, 0x402D7EBD, 0x3EEAE647, 0xBD64490D, 0x3EC17742, 0xBE1E1A1A,
-              0x3D9A900D, 0xBE2D8193, 0x3FC3981B, 0xBFAB71EA, 0x3EF261A8, 0x3F247EBA]
+GOLDEN_WORDS = [
+    0x0279B337,
+    0xECB5BD8D,
+    0xE611C4F6,
+    0x44ECE875,
+    0xEB897A36,
+    0x4FCDF6B6,
+    0xFBA23D8C,
+    0x6EED5B47,
+    0x207B164B,
+    0x5D52B9CA,
+    0xBA2C9175,
+    0x19DEE812,
+]
+GOLDEN_F32 = [
+    0xBFB1C488,
+    0x402D7EBD,
+    0x3EEAE647,
+    0xBD64490D,
+    0x3EC17742,
+    0xBE1E1A1A,
+    0x3D9A900D,
+    0xBE2D8193,
+    0x3FC3981B,
+    0xBFAB71EA,
+    0x3EF261A8,
+    0x3F247EBA,
+]
 
 
 def _golden64_from_doc():
@@ -36,8 +62,8 @@ def _golden64_from_doc():
 
     doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "noise-stream.md"
     text = doc.read_text()
-    sec = text[text.index("## 5."):text.index("## 6.")]
-    block = sec[sec.index("Golden values"):]
+    sec = text[text.index("## 5.") : text.index("## 6.")]
+    block = sec[sec.index("Golden values") :]
     return [int(h, 16) for h in re.findall(r"\b([0-9a-f]{16})\b", block)][:6]
 
 
@@ -58,17 +84,52 @@ def test_spec_golden_values(isa, cpu_isa):
 
 
 def _random_cases(rng, count):
-    sizes = [0, 1, 2, 3, 4, 5, 7, 8, 63, 64, 65, 1000, 4099, (1 << 16) - 1, (1 << 16) + 3,
-             (1 << 17) + 5, 3 * (1 << 16) + 7]
-    offsets = lambda: rng.choice([0, 1, 2, 3, 5, rng.randrange(1 << 20), rng.randrange(U64),
-                                  U64 - rng.randrange(1, 9), (1 << 32) - 3])
+    sizes = [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        7,
+        8,
+        63,
+        64,
+        65,
+        1000,
+        4099,
+        (1 << 16) - 1,
+        (1 << 16) + 3,
+        (1 << 17) + 5,
+        3 * (1 << 16) + 7,
+    ]
+    offsets = lambda: rng.choice(
+        [
+            0,
+            1,
+            2,
+            3,
+            5,
+            rng.randrange(1 << 20),
+            rng.randrange(U64),
+            U64 - rng.randrange(1, 9),
+            (1 << 32) - 3,
+        ]
+    )
     for _ in range(count):
-        yield (rng.randrange(U64), rng.choice([0, 0, 1, rng.randrange(U64)]), offsets(),
-               rng.choice(sizes))
+        yield (
+            rng.randrange(U64),
+            rng.choice([0, 0, 1, rng.randrange(U64)]),
+            offsets(),
+            rng.choice(sizes),
+        )
 
 
-KINDS = [("normal", d) for d in TORCH_DTYPES] + [("uniform", d) for d in TORCH_DTYPES] + [
-    ("words", "float32")]
+KINDS = (
+    [("normal", d) for d in TORCH_DTYPES]
+    + [("uniform", d) for d in TORCH_DTYPES]
+    + [("words", "float32")]
+)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -106,8 +167,9 @@ def test_concatenation_and_slicing(dtype):
     step = 2 if dtype == "float64" else 1
     start = 8 if dtype == "float64" else 7  # float64 starts at the first even position
     for a, b in [(0, 10), (3, 17), (500, 1015)]:
-        sl = fastrand.randn(b - a, generator=fastrand.Generator(5, offset=start + step * a),
-                            dtype=dt)
+        sl = fastrand.randn(
+            b - a, generator=fastrand.Generator(5, offset=start + step * a), dtype=dt
+        )
         assert np.array_equal(bits(whole[a:b]), bits(sl)), (a, b)
 
 
@@ -144,7 +206,7 @@ def test_half_is_float32_rounded(dtype):
     low = draw("normal", n, 77, 0, 1, dtype)
     assert np.array_equal(bits(low), bits(f32.to(dt)))
     if dtype == "float16":  # the draw must reach the subnormal halves for this to mean much
-        assert int((f32.abs() < 2.0 ** -14).sum()) > 50
+        assert int((f32.abs() < 2.0**-14).sum()) > 50
 
 
 def test_flush_denormal_changes_nothing():
@@ -175,15 +237,23 @@ def test_forced_isa_environment():
 
     env = dict(os.environ, FASTRAND_CPU_ISA="scalar")
     code = "import json, fastrand; print(json.dumps(fastrand.build_info()))"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert json.loads(out)["cpu_isa_selected"] == "scalar"
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("kind,dtype", [("normal", "float32"), ("normal", "float16"),
-                                        ("normal", "bfloat16"), ("uniform", "float16"),
-                                        ("words", "float32")])
+@pytest.mark.parametrize(
+    "kind,dtype",
+    [
+        ("normal", "float32"),
+        ("normal", "float16"),
+        ("normal", "bfloat16"),
+        ("uniform", "float16"),
+        ("words", "float32"),
+    ],
+)
 def test_simd_vector_tails(isa, kind, dtype, cpu_isa):
     """Every size up to three 16-block SIMD groups, then sizes through the 2- and 4-group
     steps (up to 4 x 4 x 16 blocks), and every start inside a block: the blocks a vector step
@@ -195,7 +265,7 @@ def test_simd_vector_tails(isa, kind, dtype, cpu_isa):
     for offset in range(4):
         for n in sizes:
             got = bits(draw(kind, n, seed, stream, offset, dtype))
-            assert np.array_equal(got, want[offset:offset + n]), (offset, n)
+            assert np.array_equal(got, want[offset : offset + n]), (offset, n)
     # a group that straddles the 2^32 boundary of the block index (carry into the high word)
     # and the 2^62 wrap of block indices
     for offset in ((1 << 34) - 4 * 5, (1 << 64) - 4 * 7 - 1):
@@ -213,8 +283,11 @@ def _radius_windows():
     """Radius words where the float32 math changes regime: u = float(w0) 2^-32 + 2^-33 crosses
     a power of two (logC's exponent steps) near w0 = 2^k, logC's mantissa crosses SQRTHF near
     w0 = SQRTHF 2^(k+1), u rounds to 1 (radius -0) at the top; plus a random window."""
-    wins = [(0, 1 << 14), ((1 << 32) - (1 << 14), 1 << 14),
-            (random.Random(5).randrange(1 << 32 - 18) << 18, 1 << 18)]
+    wins = [
+        (0, 1 << 14),
+        ((1 << 32) - (1 << 14), 1 << 14),
+        (random.Random(5).randrange(1 << 32 - 18) << 18, 1 << 18),
+    ]
     for k in range(1, 32):
         for centre in (1 << k, int(0.70710678 * (1 << (k + 1)))):
             lo = max(0, centre - 512)
@@ -232,8 +305,9 @@ def test_radius_regimes_equal_reference():
     """The header's radius32 (compiled, scalar) against the reference at every regime edge."""
     for first, count in _radius_windows():
         got = _probe(_C.PROBE_RADIUS32, first, count)
-        want = bits(ref.radius32(np.arange(first, first + count, dtype=np.uint64)
-                                 .astype(np.uint32)))
+        want = bits(
+            ref.radius32(np.arange(first, first + count, dtype=np.uint64).astype(np.uint32))
+        )
         assert np.array_equal(got, want), hex(first)
 
 

@@ -13,15 +13,13 @@ import importlib.util
 import json
 import pathlib
 
-import numpy as np
 import pytest
 import torch
+from conftest import TORCH_DTYPES, bits
 
 import fastrand
 from fastrand import _C
 from fastrand import reference as ref
-
-from conftest import TORCH_DTYPES, bits
 
 GOLDEN_DIR = pathlib.Path(__file__).resolve().parent / "golden"
 GOLDEN = GOLDEN_DIR / "stream_v1.json"
@@ -79,7 +77,8 @@ def test_file_is_stream_v1_and_small(golden):
     assert len(golden["large"]) == 2 * 9
     kinds = {(c["kind"], c["dtype"]) for c in golden["cases"]}
     assert kinds == {(k, d) for k in ("normal", "uniform") for d in TORCH_DTYPES} | {
-        ("words", "uint32")}
+        ("words", "uint32")
+    }
 
 
 def test_reference_still_reproduces_the_file(golden):
@@ -89,8 +88,11 @@ def test_reference_still_reproduces_the_file(golden):
     rebuilt = json.loads(mg.dumps(mg.build(ref)))
     assert rebuilt["advance"] == golden["advance"]
     for key in ("cases", "large"):
-        changed = [(c["seed"], c["stream"], c["offset"], c["kind"], c["dtype"])
-                   for c, r in zip(golden[key], rebuilt[key]) if c != r]
+        changed = [
+            (c["seed"], c["stream"], c["offset"], c["kind"], c["dtype"])
+            for c, r in zip(golden[key], rebuilt[key])
+            if c != r
+        ]
         assert len(golden[key]) == len(rebuilt[key]) and not changed, changed[:10]
     assert rebuilt == golden
     src_ref = GOLDEN_DIR.parents[1] / "src" / "fastrand" / "reference.py"
@@ -100,16 +102,22 @@ def test_reference_still_reproduces_the_file(golden):
 
 def test_file_agrees_with_the_spec_golden_values(golden):
     """docs/noise-stream.md sections 3 and 5 print values of seed 0x9abcdef012345678."""
-    by = {(c["seed"], c["stream"], c["offset"], c["kind"], c["dtype"]): c
-          for c in golden["cases"]}
+    by = {(c["seed"], c["stream"], c["offset"], c["kind"], c["dtype"]): c for c in golden["cases"]}
     seed = 0x9ABCDEF012345678
     assert by[(seed, 0, 0, "words", "uint32")]["first8"] == (
-        "0279b337 ecb5bd8d e611c4f6 44ece875 eb897a36 4fcdf6b6 fba23d8c 6eed5b47")
+        "0279b337 ecb5bd8d e611c4f6 44ece875 eb897a36 4fcdf6b6 fba23d8c 6eed5b47"
+    )
     assert by[(seed, 0, 0, "normal", "float32")]["first8"] == (
-        "bfb1c488 402d7ebd 3eeae647 bd64490d 3ec17742 be1e1a1a 3d9a900d be2d8193")
+        "bfb1c488 402d7ebd 3eeae647 bd64490d 3ec17742 be1e1a1a 3d9a900d be2d8193"
+    )
     assert by[(seed, 0, 0, "normal", "float64")]["first8"].split()[:6] == [
-        "bfb535bc3e7abed0", "3fbcb34728c1f788", "bfcec68dd93b3193", "4001e151d33ed4a6",
-        "bfe07fd8bcba5fb9", "bfb300eafd931be5"]
+        "bfb535bc3e7abed0",
+        "3fbcb34728c1f788",
+        "bfcec68dd93b3193",
+        "4001e151d33ed4a6",
+        "bfe07fd8bcba5fb9",
+        "bfb300eafd931be5",
+    ]
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -118,8 +126,13 @@ def test_compiled_cpu_path_reproduces_the_file(isa, golden, cpu_isa):
     adv = _advance_table(golden)
     bad = []
     for c in golden["cases"]:
-        seed, stream, offset, kind, dtype = (c["seed"], c["stream"], c["offset"], c["kind"],
-                                             c["dtype"])
+        seed, stream, offset, kind, dtype = (
+            c["seed"],
+            c["stream"],
+            c["offset"],
+            c["kind"],
+            c["dtype"],
+        )
         for n_str, want in c["sha256"].items():
             n = int(n_str)
             g = fastrand.Generator(seed, stream=stream, offset=offset)
@@ -141,8 +154,11 @@ def test_compiled_large_draws_reproduce_the_file(isa, golden, cpu_isa, num_threa
         for c in golden["large"]:
             g = fastrand.Generator(c["seed"], stream=c["stream"], offset=c["offset"])
             u = _draw(c["kind"], c["dtype"], c["n"], g)
-            if (_sha(u) != c["sha256"] or _hexes(u[:8]) != c["first8"]
-                    or _hexes(u[-8:]) != c["last8"]):
+            if (
+                _sha(u) != c["sha256"]
+                or _hexes(u[:8]) != c["first8"]
+                or _hexes(u[-8:]) != c["last8"]
+            ):
                 bad.append((threads, c["seed"], c["offset"], c["kind"], c["dtype"], c["n"]))
     assert not bad, f"large draws of stream v1 changed on {isa}: {bad}"
 

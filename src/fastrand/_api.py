@@ -18,8 +18,14 @@ _FLOAT_CODES = {
     torch.float64: _C.DT_FLOAT64,
 }
 _WORD_DTYPES = (torch.int32,) + ((torch.uint32,) if hasattr(torch, "uint32") else ())
-_ITEMSIZE = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2, torch.float64: 8,
-             torch.int32: 4, **({torch.uint32: 4} if hasattr(torch, "uint32") else {})}
+_ITEMSIZE = {
+    torch.float32: 4,
+    torch.float16: 2,
+    torch.bfloat16: 2,
+    torch.float64: 8,
+    torch.int32: 4,
+    **({torch.uint32: 4} if hasattr(torch, "uint32") else {}),
+}
 _CPU = torch.device("cpu")
 _HAS_CUDA_KERNEL = bool(_C.CUDA)
 _DT_FLOAT64 = _C.DT_FLOAT64
@@ -30,6 +36,7 @@ _CUDA_DEVICES = {}  # index -> torch.device("cuda", index)
 try:  # the raw current-stream handle without building a torch.cuda.Stream object
     _raw_stream = torch._C._cuda_getCurrentRawStream
 except AttributeError:  # pragma: no cover - older/newer torch
+
     def _raw_stream(index):
         return torch.cuda.current_stream(index).cuda_stream
 
@@ -67,14 +74,17 @@ def _device_arg(device):
                 cur = _CUDA_DEVICES[index] = torch.device("cuda", index)
             return cur
         if dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device: {dev} does not exist ({torch.cuda.device_count()} CUDA "
-                             "devices)")
+            raise ValueError(
+                f"device: {dev} does not exist ({torch.cuda.device_count()} CUDA devices)"
+            )
     elif dev.type != "cpu":
         try:  # a device torch can name but has no backend for (mps on Linux, xla, ...)
             torch.empty(0, device=dev)
         except (RuntimeError, NotImplementedError, AssertionError) as e:
-            raise ValueError(f"device: {dev} is not available to torch "
-                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise ValueError(
+                f"device: {dev} is not available to torch "
+                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            ) from None
     if len(_DEVICE_CACHE) < 256:
         _DEVICE_CACHE[device] = dev
     return dev
@@ -87,7 +97,9 @@ def _float_dtype_arg(dtype):
         raise TypeError(f"dtype: expected a torch.dtype, got {type(dtype).__name__}")
     code = _FLOAT_CODES.get(dtype)
     if code is None:
-        raise ValueError(f"dtype: fastrand draws float32, float16, bfloat16 or float64, not {dtype}")
+        raise ValueError(
+            f"dtype: fastrand draws float32, float16, bfloat16 or float64, not {dtype}"
+        )
     return dtype, code
 
 
@@ -127,8 +139,10 @@ def _reserve(generator, n, two_words):
         generator = torch.default_generator
     if isinstance(generator, torch.Generator):
         return TORCH_TRACKER.reserve(generator, n, two_words)
-    raise TypeError("generator: expected a fastrand.Generator, a fastrand.CudaGraphGenerator, "
-                    f"a torch.Generator, a list of them or None, got {type(generator).__name__}")
+    raise TypeError(
+        "generator: expected a fastrand.Generator, a fastrand.CudaGraphGenerator, "
+        f"a torch.Generator, a list of them or None, got {type(generator).__name__}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,8 +156,7 @@ def _fill(out, n, dev, kind, code, seed, stream, offset):
         _C.fill_cpu(out.data_ptr(), n, kind, code, seed, stream, offset, _get_num_threads())
     elif typ == "cuda" and _HAS_CUDA_KERNEL:
         index = dev.index
-        _C.fill_cuda(out.data_ptr(), n, kind, code, seed, stream, offset, index,
-                     _raw_stream(index))
+        _C.fill_cuda(out.data_ptr(), n, kind, code, seed, stream, offset, index, _raw_stream(index))
     else:  # no native kernel for this device: the same bits, generated on the CPU and copied
         host = torch.empty(out.shape, dtype=out.dtype)
         _fill(host, n, _CPU, kind, code, seed, stream, offset)
@@ -165,21 +178,26 @@ def _draw(shape, generator, device, dtype, kind, code):
             generator = generator[0]
         else:
             if len(shape) == 0:
-                raise ValueError("generator: a list of generators needs a shape with a batch "
-                                 "dimension")
+                raise ValueError(
+                    "generator: a list of generators needs a shape with a batch dimension"
+                )
             if len(generator) < shape[0]:
-                raise ValueError(f"generator: a list of {len(generator)} generators for a batch of "
-                                 f"{shape[0]}; expected at least {shape[0]}")
+                raise ValueError(
+                    f"generator: a list of {len(generator)} generators for a batch of "
+                    f"{shape[0]}; expected at least {shape[0]}"
+                )
             for i in range(shape[0]):  # refuse before any generator has advanced
                 gi = generator[i]
                 if not (isinstance(gi, (Generator, torch.Generator)) or _is_graph_generator(gi)):
-                    raise TypeError(f"generator: element {i} of the list is a "
-                                    f"{type(gi).__name__}, expected a fastrand.Generator, "
-                                    "fastrand.CudaGraphGenerator or torch.Generator")
+                    raise TypeError(
+                        f"generator: element {i} of the list is a "
+                        f"{type(gi).__name__}, expected a fastrand.Generator, "
+                        "fastrand.CudaGraphGenerator or torch.Generator"
+                    )
             row = n // shape[0] if shape[0] else 0
             flat = out.view(-1)
             for i in range(shape[0]):
-                part = flat[i * row:(i + 1) * row]
+                part = flat[i * row : (i + 1) * row]
                 if _is_graph_generator(generator[i]):
                     _graph_fill(generator[i], part, row, kind, code)
                     continue
@@ -235,17 +253,32 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
                     return out
                 if backend == 1:
                     index = out.get_device()
-                    _C.fill_cuda(out.data_ptr(), n, _NORMAL, code, seed, stream, offset, index,
-                                 _raw_stream(index))
+                    _C.fill_cuda(
+                        out.data_ptr(),
+                        n,
+                        _NORMAL,
+                        code,
+                        seed,
+                        stream,
+                        offset,
+                        index,
+                        _raw_stream(index),
+                    )
                     return out
                 if backend == 0:
-                    _C.fill_cpu(out.data_ptr(), n, _NORMAL, code, seed, stream, offset,
-                                _get_num_threads())
+                    _C.fill_cpu(
+                        out.data_ptr(), n, _NORMAL, code, seed, stream, offset, _get_num_threads()
+                    )
                     return out
                 return _fill(out, n, out.device, _NORMAL, code, seed, stream, offset)
     out = _normal(_shape_arg(shape), generator, device, dtype, layout, "shape")
-    if (type(generator) is Generator and type(shape) is tuple and layout is None
-            and dtype is not None and len(_FAST_NORMAL) < 256):
+    if (
+        type(generator) is Generator
+        and type(shape) is tuple
+        and layout is None
+        and dtype is not None
+        and len(_FAST_NORMAL) < 256
+    ):
         _remember_fast(shape, device, dtype)
     return out
 
@@ -266,8 +299,14 @@ def _remember_fast(shape, device, dtype):
     else:
         backend, target = 2, dev
     code = _FLOAT_CODES[dtype]
-    _FAST_NORMAL[shape, device, dtype] = (target, dtype, code, math.prod(shape),
-                                          code == _DT_FLOAT64, backend)
+    _FAST_NORMAL[shape, device, dtype] = (
+        target,
+        dtype,
+        code,
+        math.prod(shape),
+        code == _DT_FLOAT64,
+        backend,
+    )
 
 
 def _normal(shape, generator, device, dtype, layout, name):
@@ -298,10 +337,12 @@ def _like_args(t, dtype, device):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"input: expected a torch.Tensor, got {type(t).__name__}")
     if t.layout != torch.strided:
-        raise ValueError(f"input: has layout {t.layout}; fastrand draws only strided (dense) "
-                         "noise")
-    return tuple(t.shape), (t.dtype if dtype is None else dtype), (t.device if device is None
-                                                                     else device)
+        raise ValueError(f"input: has layout {t.layout}; fastrand draws only strided (dense) noise")
+    return (
+        tuple(t.shape),
+        (t.dtype if dtype is None else dtype),
+        (t.device if device is None else device),
+    )
 
 
 def randn_like(input, *, generator=None, dtype=None, device=None):
@@ -348,4 +389,3 @@ def build_info():
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-

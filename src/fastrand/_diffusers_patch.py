@@ -31,10 +31,10 @@ _KNOWN_KEYWORDS = ("generator", "device", "dtype", "layout")
 # All state below is guarded by _LOCK (re-entrant: a module imported by an import that happens
 # while the lock is held may run the post-import hook on the same thread).
 _LOCK = threading.RLock()
-_ACTIVE = set()          # tokens of the _DiffusersPatch handles currently in force
-_ORIGINAL = [None]       # diffusers' own randn_tensor (the last one seen; kept after undo)
-_REPLACED = {}           # id(module) -> (module, {attribute names we replaced})
-_FINDER = [None]         # the installed _PatchingFinder, or None
+_ACTIVE = set()  # tokens of the _DiffusersPatch handles currently in force
+_ORIGINAL = [None]  # diffusers' own randn_tensor (the last one seen; kept after undo)
+_REPLACED = {}  # id(module) -> (module, {attribute names we replaced})
+_FINDER = [None]  # the installed _PatchingFinder, or None
 
 
 def _is_diffusers_module(name):
@@ -59,16 +59,19 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None, **
         original = _ORIGINAL[0]
         if original is None:  # pragma: no cover - only reachable if diffusers was never patched
             raise TypeError(f"randn_tensor() got unexpected keyword arguments {sorted(kwargs)}")
-        warnings.warn(f"fastrand.patch_diffusers: randn_tensor() was called with keyword arguments "
-                      f"{sorted(kwargs)} that fastrand does not know; this draw uses diffusers' "
-                      "own randn_tensor (torch noise, not fastrand's)", RuntimeWarning,
-                      stacklevel=2)
-        return original(shape, generator=generator, device=device, dtype=dtype, layout=layout,
-                        **kwargs)
+        warnings.warn(
+            f"fastrand.patch_diffusers: randn_tensor() was called with keyword arguments "
+            f"{sorted(kwargs)} that fastrand does not know; this draw uses diffusers' "
+            "own randn_tensor (torch noise, not fastrand's)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return original(
+            shape, generator=generator, device=device, dtype=dtype, layout=layout, **kwargs
+        )
     from . import _api  # lazily: fastrand/__init__ imports this module
 
-    return _api.randn_tensor(shape, generator=generator, device=device, dtype=dtype,
-                             layout=layout)
+    return _api.randn_tensor(shape, generator=generator, device=device, dtype=dtype, layout=layout)
 
 
 _REPLACEMENT = randn_tensor
@@ -228,7 +231,8 @@ def _import_torch_utils():
     except ImportError as e:
         raise ImportError(
             "fastrand.patch_diffusers() needs diffusers, which could not be imported "
-            f"({e}); install it with `pip install diffusers`") from e
+            f"({e}); install it with `pip install diffusers`"
+        ) from e
     return torch_utils
 
 
@@ -257,8 +261,10 @@ class _DiffusersPatch:
             else:
                 original = current
             if original is None or not callable(original):
-                raise ImportError(f"fastrand.patch_diffusers(): {_TORCH_UTILS} has no "
-                                  "randn_tensor; this diffusers version is not supported")
+                raise ImportError(
+                    f"fastrand.patch_diffusers(): {_TORCH_UTILS} has no "
+                    "randn_tensor; this diffusers version is not supported"
+                )
             if self._token is None or self._token not in _ACTIVE:
                 self._token = object()
                 _ACTIVE.add(self._token)

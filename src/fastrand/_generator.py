@@ -51,8 +51,11 @@ MAX_NUMEL = (1 << 63) - 1
 def check_shape(shape, name="shape"):
     """A tuple or list (torch.Size is a tuple) of non-negative integers with fewer than 2^63
     elements in all; returns it as a tuple of ints."""
-    if (type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape)
-            and math.prod(shape) <= MAX_NUMEL):
+    if (
+        type(shape) is tuple
+        and all(type(d) is int and d >= 0 for d in shape)
+        and math.prod(shape) <= MAX_NUMEL
+    ):
         return shape  # the common case, already valid
     if not isinstance(shape, (tuple, list)):
         raise TypeError(f"{name}: expected a tuple or list of integers, got {type(shape).__name__}")
@@ -148,8 +151,10 @@ class Generator:
             except ImportError:  # pragma: no cover
                 torch = None
             if torch is None or not isinstance(state, torch.Tensor):
-                raise TypeError("state: expected a torch.uint8 tensor or bytes from get_state(), "
-                                f"got {type(state).__name__}")
+                raise TypeError(
+                    "state: expected a torch.uint8 tensor or bytes from get_state(), "
+                    f"got {type(state).__name__}"
+                )
             if state.dtype != torch.uint8 or state.dim() != 1:
                 raise ValueError("state: expected a 1-D torch.uint8 tensor from get_state()")
             raw = bytes(state.cpu().numpy().tobytes())
@@ -168,8 +173,11 @@ class Generator:
     # internals ------------------------------------------------------------------------------
     def _state_bytes(self):
         with self._lock:
-            return _STATE_MAGIC + b"\0" * 4 + struct.pack("<QQQ", self._seed, self._stream,
-                                                          self._offset)
+            return (
+                _STATE_MAGIC
+                + b"\0" * 4
+                + struct.pack("<QQQ", self._seed, self._stream, self._offset)
+            )
 
     def _reserve(self, n, two_words):
         """Atomically takes the positions of an n-value request; returns (seed, stream, offset)."""
@@ -188,8 +196,10 @@ class Generator:
         return self.clone()
 
     def __repr__(self):
-        return (f"fastrand.Generator(seed={self._seed:#x}, stream={self._stream}, "
-                f"offset={self._offset})")
+        return (
+            f"fastrand.Generator(seed={self._seed:#x}, stream={self._stream}, "
+            f"offset={self._offset})"
+        )
 
 
 def _restore_generator(seed, stream, offset):

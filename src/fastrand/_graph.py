@@ -93,12 +93,15 @@ def reserve_on_device(g, out, n, kind, code):
     from ._api import _raw_stream
 
     if out.device != g.device:
-        raise ValueError(f"device: a CudaGraphGenerator on {g.device} draws only on that device, "
-                         f"not {out.device}")
+        raise ValueError(
+            f"device: a CudaGraphGenerator on {g.device} draws only on that device, "
+            f"not {out.device}"
+        )
     if not _C.CUDA:
-        raise ValueError("generator: CudaGraphGenerator needs the CUDA kernel, and this build of "
-                         "fastrand has none (rebuild with nvcc available)")
+        raise ValueError(
+            "generator: CudaGraphGenerator needs the CUDA kernel, and this build of "
+            "fastrand has none (rebuild with nvcc available)"
+        )
     index = g.device.index
     _C.fill_cuda_state(out.data_ptr(), n, kind, code, g.state.data_ptr(), index, _raw_stream(index))
     return out
-

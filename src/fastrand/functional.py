@@ -28,8 +28,12 @@ from ._generator import U64, check_seed, check_u64, next_offset
 
 __all__ = ["randn", "rand", "randn_from_state", "rand_from_state"]
 
-_CODE = {torch.float32: _C.DT_FLOAT32, torch.float16: _C.DT_FLOAT16,
-         torch.bfloat16: _C.DT_BFLOAT16, torch.float64: _C.DT_FLOAT64}
+_CODE = {
+    torch.float32: _C.DT_FLOAT32,
+    torch.float16: _C.DT_FLOAT16,
+    torch.bfloat16: _C.DT_BFLOAT16,
+    torch.float64: _C.DT_FLOAT64,
+}
 
 
 def _i64(v):
@@ -38,8 +42,15 @@ def _i64(v):
 
 
 @torch.library.custom_op("fastrand::draw", mutates_args=())
-def _draw(shape: List[int], kind: int, seed: int, stream: int, offset: int, dtype: torch.dtype,
-          device: torch.device) -> torch.Tensor:
+def _draw(
+    shape: List[int],
+    kind: int,
+    seed: int,
+    stream: int,
+    offset: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=device)
     _fill(out, out.numel(), out.device, kind, _CODE[dtype], seed % U64, stream % U64, offset % U64)
     return out
@@ -51,14 +62,17 @@ def _draw_fake(shape, kind, seed, stream, offset, dtype, device):
 
 
 @torch.library.custom_op("fastrand::draw_state", mutates_args=("state",))
-def _draw_state(state: torch.Tensor, shape: List[int], kind: int, dtype: torch.dtype) -> torch.Tensor:
+def _draw_state(
+    state: torch.Tensor, shape: List[int], kind: int, dtype: torch.dtype
+) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=state.device)
     n = out.numel()
     code = _CODE[dtype]
     if state.device.type == "cuda" and _C.CUDA:
         index = state.device.index
-        _C.fill_cuda_state(out.data_ptr(), n, kind, code, state.data_ptr(), index,
-                           _raw_stream(index))
+        _C.fill_cuda_state(
+            out.data_ptr(), n, kind, code, state.data_ptr(), index, _raw_stream(index)
+        )
     else:  # host copy of the state (synchronises on non-CPU devices)
         seed, stream, offset = (int(v) % U64 for v in state.tolist())
         _fill(out, n, out.device, kind, code, seed, stream, offset)
@@ -75,22 +89,33 @@ def _check_state(state):
     if not isinstance(state, torch.Tensor):
         raise TypeError(f"state: expected an int64 tensor of 3 values, got {type(state).__name__}")
     if state.dtype != torch.int64 or tuple(state.shape) != (3,) or not state.is_contiguous():
-        raise ValueError("state: expected a contiguous int64 tensor of shape (3,) holding "
-                         "(seed, stream, offset), e.g. CudaGraphGenerator(...).state")
+        raise ValueError(
+            "state: expected a contiguous int64 tensor of shape (3,) holding "
+            "(seed, stream, offset), e.g. CudaGraphGenerator(...).state"
+        )
 
 
 def _explicit(kind, shape, seed, offset, stream, dtype, device):
     if torch.compiler.is_compiling():
         dt = torch.get_default_dtype() if dtype is None else dtype
         dev = _CPU if device is None else torch.device(device)
-        return torch.ops.fastrand.draw(list(shape), kind, _i64(seed % U64), _i64(stream % U64),
-                                       _i64(offset % U64), dt, dev)
+        return torch.ops.fastrand.draw(
+            list(shape), kind, _i64(seed % U64), _i64(stream % U64), _i64(offset % U64), dt, dev
+        )
     shape = _shape_arg(tuple(shape) if isinstance(shape, (list, torch.Size)) else shape)
     dev = _device_arg(device)
     dt, code = _float_dtype_arg(dtype)
     out = torch.empty(shape, dtype=dt, device=dev)
-    return _fill(out, out.numel(), dev, kind, code, check_seed(seed), check_u64(stream, "stream"),
-                 check_u64(offset, "offset"))
+    return _fill(
+        out,
+        out.numel(),
+        dev,
+        kind,
+        code,
+        check_seed(seed),
+        check_u64(stream, "stream"),
+        check_u64(offset, "offset"),
+    )
 
 
 def randn(shape, seed, offset=0, stream=0, dtype=None, device=None):

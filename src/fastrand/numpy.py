@@ -43,8 +43,9 @@ def _dtype_arg(dtype):
     if isinstance(dtype, str) and dtype == "bfloat16":
         bf = _bfloat16()
         if bf is None:
-            raise ValueError("dtype: bfloat16 arrays need the ml_dtypes package "
-                             "(pip install ml_dtypes)")
+            raise ValueError(
+                "dtype: bfloat16 arrays need the ml_dtypes package (pip install ml_dtypes)"
+            )
         return bf, _C.DT_BFLOAT16
     try:
         dt = np.dtype(dtype)
@@ -55,8 +56,9 @@ def _dtype_arg(dtype):
         return dt, _C.DT_BFLOAT16
     code = _CODES.get(dt)
     if code is None:
-        raise ValueError(f"dtype: expected float32, float16, float64 (or bfloat16 with "
-                         f"ml_dtypes), got {dt}")
+        raise ValueError(
+            f"dtype: expected float32, float16, float64 (or bfloat16 with ml_dtypes), got {dt}"
+        )
     return dt, code
 
 
@@ -83,8 +85,16 @@ def _draw(kind, shape, seed, offset, stream, dt, code, threads):
     out = np.empty(shape, dtype=dt)
     n = out.size
     if n:
-        _C.fill_cpu(out.ctypes.data, n, kind, code, check_seed(seed), check_u64(stream, "stream"),
-                    check_u64(offset, "offset"), _threads(threads))
+        _C.fill_cpu(
+            out.ctypes.data,
+            n,
+            kind,
+            code,
+            check_seed(seed),
+            check_u64(stream, "stream"),
+            check_u64(offset, "offset"),
+            _threads(threads),
+        )
     return out
 
 
@@ -102,8 +112,9 @@ def rand(shape, seed, offset=0, stream=0, dtype=np.float32, *, threads=None):
 
 def random_words(shape, seed, offset=0, stream=0, *, threads=None):
     """The raw 32-bit Philox words of stream v1 (np.uint32)."""
-    return _draw(_C.KIND_WORDS, shape, seed, offset, stream, np.dtype(np.uint32), _C.DT_UINT32,
-                 threads)
+    return _draw(
+        _C.KIND_WORDS, shape, seed, offset, stream, np.dtype(np.uint32), _C.DT_UINT32, threads
+    )
 
 
 def next_offset(offset, n, dtype=np.float32):
@@ -113,5 +124,7 @@ def next_offset(offset, n, dtype=np.float32):
     count = operator.index(n)
     if count < 0:
         raise ValueError(f"n: expected a non-negative integer, got {count}")
-    two_words = not (isinstance(dtype, str) and dtype == "bfloat16") and np.dtype(dtype) == np.float64
+    two_words = (
+        not (isinstance(dtype, str) and dtype == "bfloat16") and np.dtype(dtype) == np.float64
+    )
     return _next_offset(o, count, two_words)

@@ -85,8 +85,7 @@ def philox4x32_10(ctr, key):
             k1 = (k1 + _W1) & _LO32
         p0 = _M0 * c0
         p1 = _M1 * c2
-        c0, c1, c2, c3 = ((p1 >> _SH32) ^ c1 ^ k0, p1 & _LO32,
-                          (p0 >> _SH32) ^ c3 ^ k1, p0 & _LO32)
+        c0, c1, c2, c3 = ((p1 >> _SH32) ^ c1 ^ k0, p1 & _LO32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _LO32)
     return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)
 
 
@@ -94,13 +93,14 @@ def philox4x32_10(ctr, key):
 # Section 2: layout
 # --------------------------------------------------------------------------------------------
 
+
 def _block_words(seed, stream, first_block, nblocks):
     """Words of blocks first_block .. first_block + nblocks - 1 (block index modulo 2^62,
     i.e. positions modulo 2^64), flattened in position order."""
     seed &= _MASK64
     stream &= _MASK64
     b = np.arange(nblocks, dtype=np.uint64)
-    b += np.uint64(first_block)          # first_block < 2^62, nblocks < 2^62: no overflow
+    b += np.uint64(first_block)  # first_block < 2^62, nblocks < 2^62: no overflow
     b &= np.uint64((1 << 62) - 1)
     ctr = np.empty(b.shape + (4,), dtype=np.uint32)
     ctr[:, 0] = (b & _LO32).astype(np.uint32)
@@ -125,7 +125,7 @@ def words(seed, stream, offset, n):
     skip = o & 3
     nblocks = (skip + n + 3) // 4
     w = _block_words(int(seed), int(stream), o >> 2, nblocks)
-    return w[skip:skip + n].copy()
+    return w[skip : skip + n].copy()
 
 
 def _dtype_name(dtype):
@@ -153,6 +153,7 @@ def next_offset(offset, n, dtype):
 # --------------------------------------------------------------------------------------------
 # Exact fused multiply-add emulation
 # --------------------------------------------------------------------------------------------
+
 
 def _two_sum(a, b):
     s = a + b
@@ -183,13 +184,13 @@ def fma32(a, b, c):
     b = _as(b, np.float32, "fma32").astype(np.float64)
     c = _as(c, np.float32, "fma32").astype(np.float64)
     a, b, c = np.broadcast_arrays(a, b, c)
-    p = a * b                      # 24 x 24 bits: exact in binary64, far from under/overflow
-    s, err = _two_sum(p, c)        # exact error (no overflow for float32-sized operands)
-    s = _round_odd_fix(s, err)     # round to odd at 53 bits, then a single RN to 24 bits
+    p = a * b  # 24 x 24 bits: exact in binary64, far from under/overflow
+    s, err = _two_sum(p, c)  # exact error (no overflow for float32-sized operands)
+    s = _round_odd_fix(s, err)  # round to odd at 53 bits, then a single RN to 24 bits
     return s.astype(np.float32)
 
 
-_SPLITTER = np.float64(134217729.0)   # 2^27 + 1 (Veltkamp)
+_SPLITTER = np.float64(134217729.0)  # 2^27 + 1 (Veltkamp)
 
 
 def _split(a):
@@ -240,15 +241,27 @@ def fma64(a, b, c):
 # --------------------------------------------------------------------------------------------
 
 _SQRTHF = _f32(0x3F3504F3)
-_P = [_f32(h) for h in (0x3D9021BB, 0xBDEBD1B8, 0x3DEF251A, 0xBDFE5D4F, 0x3E11E9BF,
-                        0xBE2AAE50, 0x3E4CCEAC, 0xBE7FFFFC, 0x3EAAAAAA)]
+_P = [
+    _f32(h)
+    for h in (
+        0x3D9021BB,
+        0xBDEBD1B8,
+        0x3DEF251A,
+        0xBDFE5D4F,
+        0x3E11E9BF,
+        0xBE2AAE50,
+        0x3E4CCEAC,
+        0xBE7FFFFC,
+        0x3EAAAAAA,
+    )
+]
 _Q1 = _f32(0xB95E8083)
 _Q2 = _f32(0x3F318000)
 _ONE32 = np.float32(1.0)
-_MHALF32 = _f32(0xBF000000)          # -0.5f
-_MTWO32 = _f32(0xC0000000)           # -2.0f
-_TWO_M32 = _f32(0x2F800000)          # 0x1p-32f
-_TWO_M33 = _f32(0x2F000000)          # 0x1p-33f
+_MHALF32 = _f32(0xBF000000)  # -0.5f
+_MTWO32 = _f32(0xC0000000)  # -2.0f
+_TWO_M32 = _f32(0x2F800000)  # 0x1p-32f
+_TWO_M33 = _f32(0x2F000000)  # 0x1p-33f
 _HALF_PI_2M24 = _f32(0x33C90FDB)
 _S32 = [_f32(h) for h in (0xB94CA1F9, 0x3C08839E, 0xBE2AAAA3)]
 _C32 = [_f32(h) for h in (0x37CCF5CE, 0xBAB6061A, 0x3D2AAAA5)]
@@ -268,7 +281,7 @@ def log_c(v):
         y = fma32(y, x, coef)
     z = x * x
     y = (y * x) * z
-    fe = e.astype(np.float32)            # |e| < 2^24: exact
+    fe = e.astype(np.float32)  # |e| < 2^24: exact
     y = fma32(fe, _Q1, y)
     y = fma32(z, _MHALF32, y)
     t = x + y
@@ -302,7 +315,7 @@ def angle32(w1):
     t = (w1 >> np.uint32(6)) & np.uint32(0xFFFFFF)
     mirror = t > np.uint32(0x800000)
     t = np.where(mirror, np.uint32(0x1000000) - t, t).astype(np.uint32)
-    a = t.astype(np.float32) * _HALF_PI_2M24           # t <= 2^23: conversion exact
+    a = t.astype(np.float32) * _HALF_PI_2M24  # t <= 2^23: conversion exact
     z = a * a
     s = fma32(fma32(fma32(_S32[0], z, _S32[1]), z, _S32[2]) * z, a, a)
     c = fma32(z, _MHALF32, ((fma32(fma32(_C32[0], z, _C32[1]), z, _C32[2]) * z) * z)) + _ONE32
@@ -324,12 +337,13 @@ def _normal32(seed, stream, offset, n):
     w = words(seed, stream, o - skip, m).reshape(-1, 2)
     out = np.empty(w.shape, dtype=np.float32)
     out[:, 0], out[:, 1] = _pairs32(w[:, 0], w[:, 1])
-    return out.reshape(-1)[skip:skip + n].copy()
+    return out.reshape(-1)[skip : skip + n].copy()
 
 
 # --------------------------------------------------------------------------------------------
 # Section 4: float16 / bfloat16
 # --------------------------------------------------------------------------------------------
+
 
 def _bf16_bits(x):
     """float32 -> bfloat16 bit patterns (uint16), round to nearest even, integer arithmetic.
@@ -345,19 +359,46 @@ def _bf16_bits(x):
 
 _LN2_HI = _f64(0x3FE62E42FEE00000)
 _LN2_LO = _f64(0x3DEA39EF35793C76)
-_LG = [None] + [_f64(h) for h in (0x3FE5555555555593, 0x3FD999999997FA04, 0x3FD2492494229359,
-                                  0x3FCC71C51D8E78AF, 0x3FC7466496CB03DE, 0x3FC39A09D078C69F,
-                                  0x3FC2F112DF3E5244)]
+_LG = [None] + [
+    _f64(h)
+    for h in (
+        0x3FE5555555555593,
+        0x3FD999999997FA04,
+        0x3FD2492494229359,
+        0x3FCC71C51D8E78AF,
+        0x3FC7466496CB03DE,
+        0x3FC39A09D078C69F,
+        0x3FC2F112DF3E5244,
+    )
+]
 _HALF_PI_2M53 = _f64(0x3CA921FB54442D18)
-_S64 = [None] + [_f64(h) for h in (0xBFC5555555555549, 0x3F8111111110F8A6, 0xBF2A01A019C161D5,
-                                   0x3EC71DE357B1FE7D, 0xBE5AE5E68A2B9CEB, 0x3DE5D93A5ACFD57C)]
-_C64 = [None] + [_f64(h) for h in (0x3FA555555555554C, 0xBF56C16C16C15177, 0x3EFA01A019CB1590,
-                                   0xBE927E4F809C52AD, 0x3E21EE9EBDB4B1C4, 0xBDA8FAE9BE8838D4)]
+_S64 = [None] + [
+    _f64(h)
+    for h in (
+        0xBFC5555555555549,
+        0x3F8111111110F8A6,
+        0xBF2A01A019C161D5,
+        0x3EC71DE357B1FE7D,
+        0xBE5AE5E68A2B9CEB,
+        0x3DE5D93A5ACFD57C,
+    )
+]
+_C64 = [None] + [
+    _f64(h)
+    for h in (
+        0x3FA555555555554C,
+        0xBF56C16C16C15177,
+        0x3EFA01A019CB1590,
+        0xBE927E4F809C52AD,
+        0x3E21EE9EBDB4B1C4,
+        0xBDA8FAE9BE8838D4,
+    )
+]
 _ONE64 = np.float64(1.0)
 _TWO64 = np.float64(2.0)
 _HALF64 = np.float64(0.5)
 _MTWO64 = np.float64(-2.0)
-_TWO_M53 = np.float64(2.0 ** -53)
+_TWO_M53 = np.float64(2.0**-53)
 
 
 def log_d(v):
@@ -398,14 +439,14 @@ def angle64(w2, w3):
     t = ((w2 & np.uint64(0x3FFFFFFF)) << np.uint64(23)) | (w3 >> np.uint64(9))
     mirror = t > np.uint64(1 << 52)
     t = np.where(mirror, np.uint64(1 << 53) - t, t).astype(np.uint64)
-    a = t.astype(np.float64) * _HALF_PI_2M53            # t <= 2^52: conversion exact
+    a = t.astype(np.float64) * _HALF_PI_2M53  # t <= 2^52: conversion exact
     z = a * a
     v = z * a
     S, C = _S64, _C64
-    s = fma64(v, fma64(z, fma64(z, fma64(z, fma64(z, fma64(z, S[6], S[5]), S[4]), S[3]),
-                                      S[2]), S[1]), a)
-    rc = z * fma64(z, fma64(z, fma64(z, fma64(z, fma64(z, C[6], C[5]), C[4]), C[3]), C[2]),
-                   C[1])
+    s = fma64(
+        v, fma64(z, fma64(z, fma64(z, fma64(z, fma64(z, S[6], S[5]), S[4]), S[3]), S[2]), S[1]), a
+    )
+    rc = z * fma64(z, fma64(z, fma64(z, fma64(z, fma64(z, C[6], C[5]), C[4]), C[3]), C[2]), C[1])
     hz = _HALF64 * z
     w = _ONE64 - hz
     c = w + fma64(z, rc, (_ONE64 - w) - hz)
@@ -416,7 +457,7 @@ def angle64(w2, w3):
 def _normal64(seed, stream, offset, n):
     o = int(offset) & _MASK64
     start = (o + (o & 1)) & _MASK64
-    skip = (start & 3) >> 1                 # 0: starts on a sine, 1: on a cosine
+    skip = (start & 3) >> 1  # 0: starts on a sine, 1: on a cosine
     nblocks = (skip + n + 1) // 2
     w = words(seed, stream, start - 2 * skip, 4 * nblocks).reshape(-1, 4)
     r = radius64(w[:, 0], w[:, 1])
@@ -424,12 +465,13 @@ def _normal64(seed, stream, offset, n):
     out = np.empty((w.shape[0], 2), dtype=np.float64)
     out[:, 0] = r * s
     out[:, 1] = r * c
-    return out.reshape(-1)[skip:skip + n].copy()
+    return out.reshape(-1)[skip : skip + n].copy()
 
 
 # --------------------------------------------------------------------------------------------
 # Public draws
 # --------------------------------------------------------------------------------------------
+
 
 def normal(seed, stream, offset, n, dtype):
     """n standard normals of ``dtype`` ('float32', 'float16', 'bfloat16' -> uint16 bits,
@@ -455,11 +497,11 @@ def uniform(seed, stream, offset, n, dtype):
         start = (o + (o & 1)) & _MASK64
         w = words(seed, stream, start, 2 * n).reshape(-1, 2).astype(np.uint64)
         m = (w[:, 0] << np.uint64(21)) | (w[:, 1] >> np.uint64(11))
-        return m.astype(np.float64) * _TWO_M53          # < 2^53: exact
+        return m.astype(np.float64) * _TWO_M53  # < 2^53: exact
     w = words(seed, stream, offset, n)
     if name == "float32":
-        return (w >> np.uint32(8)).astype(np.float32) * _f32(0x33800000)      # 2^-24
+        return (w >> np.uint32(8)).astype(np.float32) * _f32(0x33800000)  # 2^-24
     if name == "float16":
         return ((w >> np.uint32(21)).astype(np.float32) * _f32(0x3A000000)).astype(np.float16)
-    x = (w >> np.uint32(24)).astype(np.float32) * _f32(0x3B800000)            # 2^-8
-    return (x.view(np.uint32) >> np.uint32(16)).astype(np.uint16)              # exact
+    x = (w >> np.uint32(24)).astype(np.float32) * _f32(0x3B800000)  # 2^-8
+    return (x.view(np.uint32) >> np.uint32(16)).astype(np.uint16)  # exact

@@ -26,9 +26,17 @@ SEEDS = [0, 1, U64 - 1, 0x9ABCDEF012345678, 12345]  # -1 as torch reads it is U6
 STREAMS = [0, 1, 1 << 63]
 OFFSETS = [0, 1, 3, (1 << 32) - 1, U64 - 3]
 SIZES = [1, 5, 1000]
-KINDS = [("normal", "float32"), ("normal", "float16"), ("normal", "bfloat16"),
-         ("normal", "float64"), ("uniform", "float32"), ("uniform", "float16"),
-         ("uniform", "bfloat16"), ("uniform", "float64"), ("words", "uint32")]
+KINDS = [
+    ("normal", "float32"),
+    ("normal", "float16"),
+    ("normal", "bfloat16"),
+    ("normal", "float64"),
+    ("uniform", "float32"),
+    ("uniform", "float16"),
+    ("uniform", "bfloat16"),
+    ("uniform", "float64"),
+    ("words", "uint32"),
+]
 # A few large draws: the compiled code's multi-threaded path, across the 2^64 wrap.
 LARGE = [(0x9ABCDEF012345678, 1, U64 - 3, 200_003), (12345, 1 << 63, (1 << 32) - 1, 70_001)]
 FIRST = 8
@@ -83,31 +91,54 @@ def build(ref):
                         shas[str(n)] = sha(u)
                         if n >= FIRST and first is None:
                             first = hexes(u[:FIRST])
-                    cases.append({"seed": seed, "stream": stream, "offset": offset,
-                                  "kind": kind, "dtype": dtype, "first8": first,
-                                  "sha256": shas})
+                    cases.append(
+                        {
+                            "seed": seed,
+                            "stream": stream,
+                            "offset": offset,
+                            "kind": kind,
+                            "dtype": dtype,
+                            "first8": first,
+                            "sha256": shas,
+                        }
+                    )
     large = []
     for seed, stream, offset, n in LARGE:
         for kind, dtype in KINDS:
             u = draw(ref, kind, dtype, seed, stream, offset, n)
-            large.append({"seed": seed, "stream": stream, "offset": offset, "kind": kind,
-                          "dtype": dtype, "n": n, "first8": hexes(u[:FIRST]),
-                          "last8": hexes(u[-FIRST:]), "sha256": sha(u)})
+            large.append(
+                {
+                    "seed": seed,
+                    "stream": stream,
+                    "offset": offset,
+                    "kind": kind,
+                    "dtype": dtype,
+                    "n": n,
+                    "first8": hexes(u[:FIRST]),
+                    "last8": hexes(u[-FIRST:]),
+                    "sha256": sha(u),
+                }
+            )
     advance = []
     for offset in OFFSETS:
         for n in [0] + SIZES:
-            advance.append({"offset": offset, "n": n,
-                            "next": ref.next_offset(offset, n, "float32"),
-                            "next_float64": ref.next_offset(offset, n, "float64"),
-                            "next_words": ref.next_offset(offset, n, "uint32")})
+            advance.append(
+                {
+                    "offset": offset,
+                    "n": n,
+                    "next": ref.next_offset(offset, n, "float32"),
+                    "next_float64": ref.next_offset(offset, n, "float64"),
+                    "next_words": ref.next_offset(offset, n, "uint32"),
+                }
+            )
     return {
         "stream_version": 1,
         "source": "tests/golden/make_golden.py from src/fastrand/reference.py (NumPy only)",
         "format": "sha256 of the draw's values as little-endian unsigned bit patterns "
-                  "(uint16 for float16/bfloat16, uint32 for float32 and words, uint64 for "
-                  "float64); first8/last8: the first/last 8 values as hex bit patterns; "
-                  "a draw of n values of (kind, dtype) at (seed, stream, offset); "
-                  "advance: the generator offset after a draw",
+        "(uint16 for float16/bfloat16, uint32 for float32 and words, uint64 for "
+        "float64); first8/last8: the first/last 8 values as hex bit patterns; "
+        "a draw of n values of (kind, dtype) at (seed, stream, offset); "
+        "advance: the generator offset after a draw",
         "cases": cases,
         "large": large,
         "advance": advance,

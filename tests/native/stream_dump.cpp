@@ -23,8 +23,9 @@ int main(int argc, char** argv) {
   r.kind = atoi(argv[5]);
   r.dtype = atoi(argv[6]);
   const int width = r.dtype == fastrand::v1::DT_FLOAT64 ? 8
-                    : (r.dtype == fastrand::v1::DT_FLOAT16 || r.dtype == fastrand::v1::DT_BFLOAT16) ? 2
-                                                                                                    : 4;
+                    : (r.dtype == fastrand::v1::DT_FLOAT16 || r.dtype == fastrand::v1::DT_BFLOAT16)
+                        ? 2
+                        : 4;
   std::vector<unsigned char> buf(r.n * width + 16);
   r.out = buf.data();
   fastrand::isa_dump::fill_piece(r, 0, r.n);
