@@ -20,6 +20,20 @@ struct Request {
   uint64_t offset;
 };
 
+// A box of a row-major global tensor drawn as one request (the region draw, fastrand.randn_slice):
+// the request's global value g (0 <= g < the global tensor's numel) sits where a plain request
+// puts its value g (position offset + g; float64: start + 2g, start = offset rounded up to even).
+// Output element i, in row-major order over size[0..ndim), is global value
+// base + sum_d idx_d(i) * gstride[d]. The caller collapses contiguous dimensions (ndim <= 8, at
+// least 1) and gives the last dimension gstride 1; Request::n is the box's numel.
+constexpr int MAX_BOX_DIMS = 8;
+struct Box {
+  int ndim;
+  uint64_t base;
+  uint64_t size[MAX_BOX_DIMS];
+  uint64_t gstride[MAX_BOX_DIMS];
+};
+
 // True when (kind, dtype) names a value type this stream defines.
 bool valid_kind_dtype(int kind, int dtype);
 
