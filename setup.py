@@ -23,8 +23,18 @@ from concurrent.futures import ThreadPoolExecutor
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-VERSION = "0.1.0"
+
+def _read_version():
+    """The version from src/fastrand/_version.py (its one source), read without importing."""
+    with open(os.path.join(HERE, "src", "fastrand", "_version.py"), encoding="utf-8") as f:
+        m = re.search(r'^__version__ = "([^"]+)"$', f.read(), re.M)
+    if m is None:
+        raise RuntimeError("src/fastrand/_version.py: no __version__ line")
+    return m.group(1)
+
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+VERSION = _read_version()
 CSRC = os.path.join("csrc")
 
 # Host flags for every translation unit: exact IEEE arithmetic, no contraction, no errno calls

@@ -297,6 +297,28 @@ def write_json(path, obj, *, quiet=False):
     return path
 
 
+def _bar_panel(ax, title, series, colors, xs, ylabel):
+    """One bar per label, its value printed on top (a panel measured at a single size)."""
+    items = [(k, pts[0][1]) for k, pts in series.items() if pts and pts[0][1] is not None]
+    names = [k for k, _ in items]
+    vals = [v for _, v in items]
+    bars = ax.bar(range(len(items)), vals, color=[colors[k] for k in names])
+    for b, v in zip(bars, vals):
+        ax.annotate(
+            fmt_num(v),
+            (b.get_x() + b.get_width() / 2, b.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    ax.set_xticks(range(len(items)))
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
+    size = f" ({int(next(iter(xs))):,} elements)" if xs else ""
+    ax.set_title(title + size)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
 def plot_panels(
     path,
     panels,
@@ -337,6 +359,10 @@ def plot_panels(
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.0 * nrows), squeeze=False)
     for ax, (title, series) in zip(axes.flat, panels):
+        xs_all = {p[0] for pts in series.values() for p in pts if p[1] is not None}
+        if len(xs_all) <= 1:  # a single size (e.g. --quick): bars read at a glance, points don't
+            _bar_panel(ax, title, series, colors, xs_all, ylabel)
+            continue
         for label, pts in series.items():
             pts = sorted(p for p in pts if p[1] is not None)
             if not pts:

@@ -10,6 +10,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -28,15 +29,30 @@ def main(argv=None):
     else:
         print("no CUDA device visible to torch: GPU benchmark skipped")
     summaries, rc = [], 0
-    for name, script in jobs:
+    for k, (name, script) in enumerate(jobs, 1):
         cmd = [sys.executable, os.path.join(HERE, script), "--out", args.out]
         if args.quick:
             cmd.append("--quick")
-        print(f"=== {name}: {' '.join(cmd)}", flush=True)
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        sys.stdout.write(proc.stdout)
+        print(f"=== [{k}/{len(jobs)}] {name}: {' '.join(cmd)}", flush=True)
+        # Stream the job's output as it comes (long runs show their progress), keep it for the
+        # summary, and show the elapsed time of each job.
+        t0 = time.monotonic()
+        lines = []
+        with subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        ) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                lines.append(line.rstrip("\n"))
         rc = rc or proc.returncode
-        lines = proc.stdout.splitlines()
+        print(f"=== [{k}/{len(jobs)}] {name} done in {time.monotonic() - t0:.0f} s", flush=True)
         start = next(
             (i for i, line in enumerate(lines) if line.startswith(("Summary", "GPU summary"))), None
         )

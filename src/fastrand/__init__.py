@@ -7,7 +7,8 @@ Importing fastrand does not import torch; the torch API below is loaded on first
 `fastrand.numpy` (NumPy arrays from the compiled core) works in processes without torch.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 STREAM_VERSION = 1
 
 from ._generator import Generator  # noqa: E402  (torch-free)
