@@ -168,6 +168,9 @@ def _draw(shape, generator, device, dtype, kind, code):
     two_words = code == _DT_FLOAT64
     out = torch.empty(shape, dtype=dtype, device=device)
     n = math.prod(shape)
+    if device.type == "meta":  # shape and dtype only, as torch's factories: nothing drawn
+        _check_generator_type(generator)
+        return out
     if type(generator) is Generator:  # the common case first
         seed, stream, offset = generator._reserve(n, two_words)
         return _fill(out, n, device, kind, code, seed, stream, offset)
@@ -206,6 +209,21 @@ def _draw(shape, generator, device, dtype, kind, code):
             return out
     seed, stream, offset = _reserve(generator, n, two_words)
     return _fill(out, n, device, kind, code, seed, stream, offset)
+
+
+def _check_generator_type(generator):
+    """The generator checks of a draw, for the meta device (which draws nothing, advances
+    nothing, and only validates)."""
+    gens = generator if isinstance(generator, (list, tuple)) else [generator]
+    for i, g in enumerate(gens):
+        if g is None and generator is None:
+            continue
+        if not (isinstance(g, (Generator, torch.Generator)) or _is_graph_generator(g)):
+            where = f"element {i} of the list" if gens is not generator else "generator"
+            raise TypeError(
+                f"generator: {where} is a {type(g).__name__}, expected a fastrand.Generator, "
+                "fastrand.CudaGraphGenerator, torch.Generator, a list of them or None"
+            )
 
 
 def _is_graph_generator(g):
@@ -290,6 +308,8 @@ def _remember_fast(shape, device, dtype):
     if not (device is None or type(device) is str or type(device) is torch.device):
         return  # an int device would also match False / 0.0, which the checks refuse
     dev = _device_arg(device)
+    if dev.type == "meta":
+        return  # draws nothing: the full path handles it
     if dev.type == "cuda" and _HAS_CUDA_KERNEL:
         # an index-less CUDA device stays index-less: torch.empty places the tensor on the
         # current device and the fill reads the index back from it
@@ -309,6 +329,19 @@ def _remember_fast(shape, device, dtype):
     )
 
 
+_fn_stack_len = getattr(torch._C, "_len_torch_function_stack", None)
+
+
+def _factory_device(device):
+    """torch's rule for its factory functions (torch.randn, torch.rand): ``device=None`` means
+    the current default device (``torch.set_default_device``, ``with torch.device(...)``)."""
+    if device is not None:
+        return device
+    if _fn_stack_len is not None and _fn_stack_len() == 0:
+        return _CPU  # no device context can be active: the common case, without the lookup
+    return torch.get_default_device()
+
+
 def _normal(shape, generator, device, dtype, layout, name):
     device = _device_arg(device)
     dtype, code = _float_dtype_arg(dtype)
@@ -320,13 +353,13 @@ def _normal(shape, generator, device, dtype, layout, name):
 
 def randn(*size, generator=None, dtype=None, device=None, layout=None):
     """Like torch.randn: ``randn(2, 3)`` or ``randn((2, 3))``; the noise of randn_tensor."""
-    return _normal(_size_args(size), generator, device, dtype, layout, "size")
+    return _normal(_size_args(size), generator, _factory_device(device), dtype, layout, "size")
 
 
 def rand(*size, generator=None, dtype=None, device=None, layout=None):
     """Uniform [0, 1) values of the stream (spec section 6), like torch.rand."""
     shape = _size_args(size)
-    device = _device_arg(device)
+    device = _device_arg(_factory_device(device))
     dtype, code = _float_dtype_arg(dtype)
     _layout_arg(layout)
     _check_bytes(shape, dtype, "size")
@@ -364,7 +397,7 @@ def random_words(*size, generator=None, device=None, dtype=torch.int32):
     torch.uint32 when ``dtype=torch.uint32``.
     """
     shape = _size_args(size)
-    device = _device_arg(device)
+    device = _device_arg(_factory_device(device))
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype: expected a torch.dtype, got {type(dtype).__name__}")
     if dtype not in _WORD_DTYPES:
