@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import sys
+from typing import TextIO
 
 import numpy as np
 
@@ -116,7 +117,7 @@ def _cases(rng, count, max_n):
         )
 
 
-def run(out=sys.stdout, seed=20261126):
+def run(out: TextIO = sys.stdout, seed: int = 20261126) -> int:
     rows = []
 
     def row(check, where, ok, detail=""):
@@ -153,7 +154,7 @@ def run(out=sys.stdout, seed=20261126):
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
+        torch = None  # type: ignore[assignment]
     if torch is not None and torch.cuda.is_available():
         from . import _api
         from ._generator import Generator
@@ -168,18 +169,18 @@ def run(out=sys.stdout, seed=20261126):
             dev = torch.device("cuda", index)
             where = f"{dev} {torch.cuda.get_device_name(index)}"
             bad, total = 0, 0
-            for (kind, dtype), s, st, off, n in _cases(rng, 40, 1 << 20):
+            for (kind, dt_name), s, st, off, n in _cases(rng, 40, 1 << 20):
                 g = Generator(s, stream=st, offset=off)
                 if kind == "words":
                     t = _api.random_words(n, generator=g, device=dev)
                 elif kind == "normal":
-                    t = _api.randn(n, generator=g, device=dev, dtype=tdt[dtype])
+                    t = _api.randn(n, generator=g, device=dev, dtype=tdt[dt_name])
                 else:
-                    t = _api.rand(n, generator=g, device=dev, dtype=tdt[dtype])
-                width = {2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
-                gpu = _bits(t.view(width).cpu().numpy())
+                    t = _api.rand(n, generator=g, device=dev, dtype=tdt[dt_name])
+                wdt = {2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+                gpu = _bits(t.view(wdt).cpu().numpy())
                 total += 1
-                bad += not np.array_equal(gpu, _cpu(kind, dtype, s, st, off, n))
+                bad += not np.array_equal(gpu, _cpu(kind, dt_name, s, st, off, n))
             kernel = "CUDA kernel" if _C.CUDA else "CPU copy (no CUDA kernel in this build)"
             row("random draws vs CPU", where, bad == 0, f"{total - bad}/{total}, {kernel}")
     else:
@@ -202,6 +203,6 @@ def run(out=sys.stdout, seed=20261126):
     return 1 if failed else 0
 
 
-def selftest():
+def selftest() -> int:
     """Runs the self-test, prints the verdict table; returns 0 on success, 1 on any mismatch."""
     return run()

@@ -23,7 +23,12 @@ Seeds, streams and offsets are Python ints taken modulo 2^64.  bfloat16 results 
 as ``np.uint16`` arrays holding the bfloat16 bit patterns (NumPy has no bfloat16 type).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 __all__ = [
     "philox4x32_10",
@@ -66,7 +71,7 @@ _LO32 = np.uint64(_MASK32)
 _SH32 = np.uint64(32)
 
 
-def philox4x32_10(ctr, key):
+def philox4x32_10(ctr: ArrayLike, key: ArrayLike) -> np.ndarray:
     """Philox4x32-10 of counters ``ctr`` (uint32, shape (..., 4)) under keys ``key``
     (uint32, shape (..., 2)); the leading dimensions broadcast.  Returns uint32 (..., 4)."""
     ctr = np.asarray(ctr, dtype=np.uint32)
@@ -118,7 +123,7 @@ def _check_n(n):
     return n
 
 
-def words(seed, stream, offset, n):
+def words(seed: int, stream: int, offset: int, n: int) -> np.ndarray:
     """Raw words ``word(offset) .. word(offset + n - 1)`` (positions modulo 2^64), uint32."""
     n = _check_n(n)
     o = int(offset) & _MASK64
@@ -138,7 +143,7 @@ def _dtype_name(dtype):
     return name
 
 
-def next_offset(offset, n, dtype):
+def next_offset(offset: int, n: int, dtype: DTypeLike) -> int:
     """The generator offset after a request of ``n`` values of ``dtype`` at ``offset``
     (normals and uniforms advance alike; ``'uint32'`` raw words advance by ``n``)."""
     n = _check_n(n)
@@ -178,7 +183,7 @@ def _as(x, dtype, fname):
     return x
 
 
-def fma32(a, b, c):
+def fma32(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> Any:
     """Exactly rounded binary32 fused multiply-add a * b + c (float32 arrays)."""
     a = _as(a, np.float32, "fma32").astype(np.float64)
     b = _as(b, np.float32, "fma32").astype(np.float64)
@@ -207,7 +212,7 @@ def _two_prod(a, b):
     return p, err
 
 
-def fma64(a, b, c):
+def fma64(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> Any:
     """Exactly rounded binary64 fused multiply-add a * b + c (float64 arrays).
 
     Boldo & Melquiond: exact product (Dekker/Veltkamp), then the correctly rounded sum of three
@@ -267,7 +272,7 @@ _S32 = [_f32(h) for h in (0xB94CA1F9, 0x3C08839E, 0xBE2AAAA3)]
 _C32 = [_f32(h) for h in (0x37CCF5CE, 0xBAB6061A, 0x3D2AAAA5)]
 
 
-def log_c(v):
+def log_c(v: ArrayLike) -> np.ndarray:
     """logC(v) of section 3 (float32 in, float32 out); v positive normal."""
     v = np.asarray(v, dtype=np.float32)
     bits = v.view(np.uint32)
@@ -294,7 +299,7 @@ def _u32_to_f32(w):
     return np.asarray(w, dtype=np.uint32).astype(np.float64).astype(np.float32)
 
 
-def radius32(w0):
+def radius32(w0: ArrayLike) -> np.ndarray:
     """r = sqrt(-2 logC(u)), u = float(w0) * 2^-32 + 2^-33, all in float32."""
     u = _u32_to_f32(w0) * _TWO_M32 + _TWO_M33
     L = log_c(u)
@@ -308,7 +313,7 @@ def _quadrant(q, s, c):
     return sin, cos
 
 
-def angle32(w1):
+def angle32(w1: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """(sin, cos) float32 of the angle encoded in word w1 (section 3)."""
     w1 = np.asarray(w1, dtype=np.uint32)
     q = w1 >> np.uint32(30)
@@ -401,7 +406,7 @@ _MTWO64 = np.float64(-2.0)
 _TWO_M53 = np.float64(2.0**-53)
 
 
-def log_d(v):
+def log_d(v: ArrayLike) -> np.ndarray:
     """logD(v) of section 5 (float64 in, float64 out); v positive normal."""
     v = np.asarray(v, dtype=np.float64)
     bits = v.view(np.uint64)
@@ -421,7 +426,7 @@ def log_d(v):
     return fma64(dk, _LN2_HI, ((fma64(s, hfsq + R, dk * _LN2_LO) - hfsq) + f))
 
 
-def radius64(w0, w1):
+def radius64(w0: ArrayLike, w1: ArrayLike) -> np.ndarray:
     """r = sqrt(-2 logD(u)), u = (2^53 - m) * 2^-53, m = (w0 << 21) | (w1 >> 11)."""
     w0 = np.asarray(w0, dtype=np.uint32).astype(np.uint64)
     w1 = np.asarray(w1, dtype=np.uint32).astype(np.uint64)
@@ -431,7 +436,7 @@ def radius64(w0, w1):
     return np.sqrt(_MTWO64 * L)
 
 
-def angle64(w2, w3):
+def angle64(w2: ArrayLike, w3: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """(sin, cos) float64 of the angle encoded in words w2, w3 (section 5)."""
     w2 = np.asarray(w2, dtype=np.uint32).astype(np.uint64)
     w3 = np.asarray(w3, dtype=np.uint32).astype(np.uint64)
@@ -473,7 +478,7 @@ def _normal64(seed, stream, offset, n):
 # --------------------------------------------------------------------------------------------
 
 
-def normal(seed, stream, offset, n, dtype):
+def normal(seed: int, stream: int, offset: int, n: int, dtype: DTypeLike) -> np.ndarray:
     """n standard normals of ``dtype`` ('float32', 'float16', 'bfloat16' -> uint16 bits,
     'float64') starting at ``offset``."""
     n = _check_n(n)
@@ -488,7 +493,7 @@ def normal(seed, stream, offset, n, dtype):
     return _bf16_bits(x)
 
 
-def uniform(seed, stream, offset, n, dtype):
+def uniform(seed: int, stream: int, offset: int, n: int, dtype: DTypeLike) -> np.ndarray:
     """n uniforms in [0, 1) of ``dtype`` (section 6); bfloat16 as uint16 bit patterns."""
     n = _check_n(n)
     name = _dtype_name(dtype)
