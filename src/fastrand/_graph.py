@@ -6,13 +6,13 @@ therefore draws the *next* noise of the stream, still equal to the CPU stream at
 corresponding offsets:
 
     g = fastrand.CudaGraphGenerator(0, device="cuda")
-    for dt in (torch.float32, torch.bfloat16):   # warm up what the graph will draw
-        fastrand.randn_tensor(shape, generator=g, device="cuda", dtype=dt)
+    fastrand.randn_tensor(shape, generator=g, device="cuda")  # warm-up: every (kind, dtype)
+    g.set_offset(0)                                            # the graph will draw, eagerly
     static = torch.empty(shape, device="cuda")
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         static.copy_(fastrand.randn_tensor(shape, generator=g, device="cuda"))
-    graph.replay()   # the next n values of the stream
+    graph.replay()   # offsets [0, n); the next replay [n, 2n)
 
 What holds:
 - Draws never synchronise. Capture records the launches without running them; eager draws
