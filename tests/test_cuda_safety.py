@@ -259,6 +259,42 @@ def test_graph_generator_refuses_a_missing_device():
         CudaGraphGenerator(0, device="cpu")
 
 
+# ---- item 7: a capturing graph keeps the state (logic checked with a stand-in graph) -----------
+class _StandInGraph:
+    pass
+
+
+def test_keep_for_capture_ties_the_state_to_the_capturing_graph(monkeypatch):
+    from fastrand import _graph
+
+    st = torch.zeros(3, dtype=torch.int64)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    _graph.keep_for_capture(st)  # not capturing: nothing is kept
+    assert not any(s is st for s in _graph._KEEP_FOREVER)
+    box = [_StandInGraph()]
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    monkeypatch.setattr(
+        torch.cuda.CUDAGraph, "get_currently_capturing_graph", lambda: box[0], raising=False
+    )
+    _graph.keep_for_capture(st)
+    _graph.keep_for_capture(st)  # once per graph
+    assert len(box[0]._fastrand_states) == 1 and box[0]._fastrand_states[0] is st
+    alive = weakref.ref(st)
+    del st
+    box.clear()
+    gc.collect()
+    assert alive() is None  # released with the graph
+
+    def unknown():
+        raise RuntimeError("The current stream is not currently capturing.")
+
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "get_currently_capturing_graph", unknown)
+    st = torch.zeros(3, dtype=torch.int64)
+    monkeypatch.setattr(_graph, "_KEEP_FOREVER", [])
+    _graph.keep_for_capture(st)
+    assert _graph._KEEP_FOREVER == [st]  # an unknown graph: kept for the process
+
+
 # ---- item 11: a failed draw skips its positions, never reuses them ----------------------------
 def test_failed_fill_skips_its_positions(monkeypatch):
     """Documented policy: a draw that fails after its arguments were accepted has reserved its

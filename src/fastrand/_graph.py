@@ -58,7 +58,10 @@ def _hold(held: list[torch.Tensor], state: torch.Tensor) -> None:
 def keep_for_capture(state: torch.Tensor) -> None:
     """If the current stream is capturing a CUDA graph, ties `state` to that graph's lifetime
     (the graph holds its raw address), as torch.cuda.CUDAGraph does for torch's generators."""
-    if not torch.cuda.is_current_stream_capturing():
+    try:
+        if not torch.cuda.is_current_stream_capturing():
+            return
+    except RuntimeError:  # a torch built without CUDA: nothing can be capturing
         return
     with _KEEP_LOCK:
         try:
@@ -176,7 +179,11 @@ class CudaGraphGenerator:
                 "state: expected an int64 tensor of 3 values from get_state(), got "
                 f"{state.dtype} of shape {tuple(state.shape)}"
             )
-        values = [int(v) % U64 for v in state.tolist()]
+        if state.device.type == "cuda" and state.device != self.state.device:
+            torch.cuda.synchronize(state.device)  # (the generator's device is synchronised next)
+        with self._lock:
+            self._sync()
+            values = [int(v) % U64 for v in state.tolist()]
         self._write(list(enumerate(values)))
         return self
 
