@@ -43,14 +43,14 @@ except AttributeError:  # pragma: no cover - older/newer torch
 
 # --------------------------------------------------------------------------------------------
 # argument policy
-_DEVICE_CACHE = {}  # validated device arguments (str / torch.device with an index) -> device
+_DEVICE_CACHE = {}  # (type, validated device argument) -> device
 
 
 def _device_arg(device):
     if device is None:
         return _CPU
-    try:
-        return _DEVICE_CACHE[device]
+    try:  # keyed by type too: False == 0 == 0.0 hash alike, but only the int is a device
+        return _DEVICE_CACHE[type(device), device]
     except (KeyError, TypeError):
         pass
     if isinstance(device, torch.device):
@@ -86,7 +86,7 @@ def _device_arg(device):
                 f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
             ) from None
     if len(_DEVICE_CACHE) < 256:
-        _DEVICE_CACHE[device] = dev
+        _DEVICE_CACHE[type(device), device] = dev
     return dev
 
 

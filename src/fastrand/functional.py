@@ -11,6 +11,15 @@ In eager mode these functions take the same fast path as fastrand.randn (no cust
 inside torch.compile they call torch.ops.fastrand.draw / draw_state, which have fake (meta)
 implementations for tracing. The result is bit-identical either way.
 
+Arguments are checked as in eager mode in every path: under torch.compile by the same Python
+code at trace time (a static argument that eager refuses is refused while tracing; under
+fullgraph=True torch reports it as torch._dynamo.exc.Unsupported quoting the ValueError or
+TypeError, without fullgraph as the error itself). Ints that torch.compile made dynamic (symbolic)
+go through the same comparisons, which become guards: a value eager refuses fails the guard,
+recompiles and is refused at trace time. The ops check their arguments again when they run and
+in their fake implementations, so direct torch.ops.fastrand.* calls are checked too (there the
+ints are int64 by the op schema; symbolic sizes get a torch._check(size >= 0)).
+
 draw_state reads (seed, stream, offset) from an int64[3] tensor and advances its offset: pass
 fastrand.CudaGraphGenerator(...).state to get fresh noise on every replay of a CUDA graph,
 including the graphs torch.compile(mode="reduce-overhead") records.
@@ -23,7 +32,15 @@ from typing import List
 import torch
 
 from . import _C
-from ._api import _CPU, _device_arg, _fill, _float_dtype_arg, _raw_stream, _shape_arg
+from ._api import (
+    _CPU,
+    _check_bytes,
+    _device_arg,
+    _fill,
+    _float_dtype_arg,
+    _raw_stream,
+    _shape_arg,
+)
 from ._generator import U64, check_seed, check_u64, next_offset
 
 __all__ = ["randn", "rand", "randn_from_state", "rand_from_state"]
@@ -34,6 +51,7 @@ _CODE = {
     torch.bfloat16: _C.DT_BFLOAT16,
     torch.float64: _C.DT_FLOAT64,
 }
+_KINDS = (_C.KIND_NORMAL, _C.KIND_UNIFORM)
 
 
 def _i64(v):
@@ -41,6 +59,63 @@ def _i64(v):
     return v - U64 if v >= (1 << 63) else v
 
 
+# --------------------------------------------------------------------------------------------
+# checks shared by eager calls, tracing and the ops' real and fake implementations
+def _check_state(state, fake=False):
+    """The state must be a contiguous int64 tensor of shape (3,) whose values can be read (not
+    meta). The fake implementation sees fake tensors, whose device is not checked."""
+    if not isinstance(state, torch.Tensor):
+        raise TypeError(f"state: expected an int64 tensor of 3 values, got {type(state).__name__}")
+    if state.dtype != torch.int64 or tuple(state.shape) != (3,) or not state.is_contiguous():
+        raise ValueError(
+            "state: expected a contiguous int64 tensor of shape (3,) holding "
+            "(seed, stream, offset), e.g. CudaGraphGenerator(...).state; got "
+            f"{state.dtype} of shape {tuple(state.shape)}"
+            + ("" if state.is_contiguous() else ", not contiguous")
+        )
+    if not fake and state.device.type == "meta":
+        raise ValueError("state: a meta tensor holds no (seed, stream, offset) to draw from")
+
+
+def _check_kind(kind):
+    if kind not in _KINDS:
+        raise ValueError(f"kind: expected {_C.KIND_NORMAL} (normal) or {_C.KIND_UNIFORM} (uniform)")
+
+
+def _op_shape(shape):
+    """The shape of a traced call or a fake-implementation call, checked as eager checks it;
+    symbolic sizes that reach a fake implementation are int64, only their sign is checked."""
+    if isinstance(shape, (tuple, list)) and any(isinstance(d, torch.SymInt) for d in shape):
+        dims = []
+        for d in shape:
+            if isinstance(d, torch.SymInt):
+                torch._check(d >= 0, lambda: "shape: sizes must be non-negative")
+            else:
+                d = _shape_arg((d,))[0]
+            dims.append(d)
+        return dims
+    return list(_shape_arg(tuple(shape) if isinstance(shape, (list, torch.Size)) else shape))
+
+
+def _op_int(value, name):
+    """seed / stream / offset of a traced call, checked as eager checks them, as the int64 with
+    the same bits (custom-op ints are int64)."""
+    return _i64(check_seed(value) if name == "seed" else check_u64(value, name))
+
+
+def _op_device(device):
+    """The device of an op call at trace time (existence is checked when the op runs)."""
+    if device is None:
+        return _CPU
+    if isinstance(device, torch.device):
+        return device
+    if isinstance(device, (str, int)) and not isinstance(device, bool):
+        return torch.device(device)
+    raise TypeError(f"device: expected a torch.device, str or int, got {type(device).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# the custom ops
 @torch.library.custom_op("fastrand::draw", mutates_args=())
 def _draw(
     shape: List[int],
@@ -51,13 +126,21 @@ def _draw(
     dtype: torch.dtype,
     device: torch.device,
 ) -> torch.Tensor:
+    shape = _shape_arg(tuple(shape))
+    _check_kind(kind)
+    dtype, code = _float_dtype_arg(dtype)
+    device = _device_arg(device)
+    _check_bytes(shape, dtype, "shape")
     out = torch.empty(shape, dtype=dtype, device=device)
-    _fill(out, out.numel(), out.device, kind, _CODE[dtype], seed % U64, stream % U64, offset % U64)
+    _fill(out, out.numel(), out.device, kind, code, seed % U64, stream % U64, offset % U64)
     return out
 
 
 @_draw.register_fake
 def _draw_fake(shape, kind, seed, stream, offset, dtype, device):
+    shape = _op_shape(shape)
+    _check_kind(kind)
+    dtype, _ = _float_dtype_arg(dtype)
     return torch.empty(shape, dtype=dtype, device=device)
 
 
@@ -65,10 +148,17 @@ def _draw_fake(shape, kind, seed, stream, offset, dtype, device):
 def _draw_state(
     state: torch.Tensor, shape: List[int], kind: int, dtype: torch.dtype
 ) -> torch.Tensor:
+    _check_state(state)
+    shape = _shape_arg(tuple(shape))
+    _check_kind(kind)
+    dtype, code = _float_dtype_arg(dtype)
+    _check_bytes(shape, dtype, "shape")
     out = torch.empty(shape, dtype=dtype, device=state.device)
     n = out.numel()
-    code = _CODE[dtype]
     if state.device.type == "cuda" and _C.CUDA:
+        from ._graph import keep_for_capture
+
+        keep_for_capture(state)  # a graph captured now keeps the state's address
         index = state.device.index
         _C.fill_cuda_state(
             out.data_ptr(), n, kind, code, state.data_ptr(), index, _raw_stream(index)
@@ -82,40 +172,33 @@ def _draw_state(
 
 @_draw_state.register_fake
 def _draw_state_fake(state, shape, kind, dtype):
+    _check_state(state, fake=True)
+    shape = _op_shape(shape)
+    _check_kind(kind)
+    dtype, _ = _float_dtype_arg(dtype)
     return torch.empty(shape, dtype=dtype, device=state.device)
 
 
-def _check_state(state):
-    if not isinstance(state, torch.Tensor):
-        raise TypeError(f"state: expected an int64 tensor of 3 values, got {type(state).__name__}")
-    if state.dtype != torch.int64 or tuple(state.shape) != (3,) or not state.is_contiguous():
-        raise ValueError(
-            "state: expected a contiguous int64 tensor of shape (3,) holding "
-            "(seed, stream, offset), e.g. CudaGraphGenerator(...).state"
-        )
-
-
+# --------------------------------------------------------------------------------------------
+# public functions
 def _explicit(kind, shape, seed, offset, stream, dtype, device):
-    if torch.compiler.is_compiling():
-        dt = torch.get_default_dtype() if dtype is None else dtype
-        dev = _CPU if device is None else torch.device(device)
-        return torch.ops.fastrand.draw(
-            list(shape), kind, _i64(seed % U64), _i64(stream % U64), _i64(offset % U64), dt, dev
-        )
+    if torch.compiler.is_compiling():  # checked at trace time, as below
+        shape = _op_shape(shape)
+        dt, _ = _float_dtype_arg(dtype)
+        dev = _op_device(device)
+        s, st, o = _op_int(seed, "seed"), _op_int(stream, "stream"), _op_int(offset, "offset")
+        return torch.ops.fastrand.draw(shape, kind, s, st, o, dt, dev)
     shape = _shape_arg(tuple(shape) if isinstance(shape, (list, torch.Size)) else shape)
     dev = _device_arg(device)
     dt, code = _float_dtype_arg(dtype)
-    out = torch.empty(shape, dtype=dt, device=dev)
-    return _fill(
-        out,
-        out.numel(),
-        dev,
-        kind,
-        code,
+    seed, stream, offset = (
         check_seed(seed),
         check_u64(stream, "stream"),
         check_u64(offset, "offset"),
     )
+    _check_bytes(shape, dt, "shape")
+    out = torch.empty(shape, dtype=dt, device=dev)
+    return _fill(out, out.numel(), dev, kind, code, seed, stream, offset)
 
 
 def randn(shape, seed, offset=0, stream=0, dtype=None, device=None):
@@ -130,12 +213,11 @@ def rand(shape, seed, offset=0, stream=0, dtype=None, device=None):
 
 
 def _from_state(kind, state, shape, dtype):
-    if torch.compiler.is_compiling():
-        dt = torch.get_default_dtype() if dtype is None else dtype
-        return torch.ops.fastrand.draw_state(state, list(shape), kind, dt)
-    _check_state(state)
-    shape = _shape_arg(tuple(shape) if isinstance(shape, (list, torch.Size)) else shape)
+    _check_state(state, fake=torch.compiler.is_compiling())
     dt, _ = _float_dtype_arg(dtype)
+    if torch.compiler.is_compiling():
+        return torch.ops.fastrand.draw_state(state, _op_shape(shape), kind, dt)
+    shape = _shape_arg(tuple(shape) if isinstance(shape, (list, torch.Size)) else shape)
     return _draw_state(state, list(shape), kind, dt)
 
 
