@@ -97,3 +97,32 @@ def test_cuda_default_device_like_torch():
         theirs = torch_utils.randn_tensor((2, 3), generator=torch.Generator().manual_seed(0))
         ours = fastrand.randn_tensor((2, 3), generator=fastrand.Generator(0))
     assert theirs.device.type == ours.device.type == "cpu"
+
+
+def _functional_compiled():
+    import fastrand.functional as F
+
+    @torch.compile(fullgraph=True)
+    def draw():
+        return F.randn((2, 3), seed=5)
+
+    return draw
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_functional_follows_default_device_like_torch(compiled):
+    import fastrand.functional as F
+
+    draw = _functional_compiled() if compiled else (lambda: F.randn((2, 3), seed=5))
+    ref = fastrand.randn(2, 3, generator=fastrand.Generator(5))
+    got = draw()
+    assert got.device == torch.randn(2, 3).device == torch.device("cpu")
+    assert torch.equal(got.view(torch.int32), ref.view(torch.int32))
+    for ctx in (default_device("meta"), torch.device("meta")):
+        with ctx:
+            got = draw()
+            assert got.device == torch.randn(2, 3).device == torch.device("meta")
+            assert got.shape == (2, 3)
+    got = draw()  # and back
+    assert got.device.type == "cpu"
+    assert torch.equal(got.view(torch.int32), ref.view(torch.int32))

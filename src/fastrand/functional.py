@@ -33,9 +33,9 @@ import torch
 
 from . import _C
 from ._api import (
-    _CPU,
     _check_bytes,
     _device_arg,
+    _factory_device,
     _fill,
     _float_dtype_arg,
     _raw_stream,
@@ -106,7 +106,9 @@ def _op_int(value, name):
 def _op_device(device):
     """The device of an op call at trace time (existence is checked when the op runs)."""
     if device is None:
-        return _CPU
+        # torch's factory rule, as in eager; traceable (get_default_device is not): a factory
+        # call's device is a trace-time constant that dynamo guards
+        return torch.empty(0).device
     if isinstance(device, torch.device):
         return device
     if isinstance(device, (str, int)) and not isinstance(device, bool):
@@ -189,7 +191,7 @@ def _explicit(kind, shape, seed, offset, stream, dtype, device):
         s, st, o = _op_int(seed, "seed"), _op_int(stream, "stream"), _op_int(offset, "offset")
         return torch.ops.fastrand.draw(shape, kind, s, st, o, dt, dev)
     shape = _shape_arg(tuple(shape) if isinstance(shape, (list, torch.Size)) else shape)
-    dev = _device_arg(device)
+    dev = _device_arg(_factory_device(device))
     dt, code = _float_dtype_arg(dtype)
     seed, stream, offset = (
         check_seed(seed),
@@ -198,6 +200,8 @@ def _explicit(kind, shape, seed, offset, stream, dtype, device):
     )
     _check_bytes(shape, dt, "shape")
     out = torch.empty(shape, dtype=dt, device=dev)
+    if dev.type == "meta":  # shape and dtype only, as torch's factories
+        return out
     return _fill(out, out.numel(), dev, kind, code, seed, stream, offset)
 
 
