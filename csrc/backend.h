@@ -44,6 +44,9 @@ void cpu_fill(const Request& r, int threads);
 // in use ($FASTRAND_CPU_ISA or the best available).
 std::vector<std::string> cpu_isa_available();
 std::string cpu_isa_selected();
+// Non-empty when $FASTRAND_CPU_ISA (read once, at the first selection) names no CPU path at all,
+// which selects scalar: the text of the warning the module gives at import.
+std::string cpu_isa_env_warning();
 // Forces a path by name; returns false if this build/processor lacks it.
 bool cpu_isa_select(const std::string& name);
 

@@ -4,12 +4,12 @@
 #include <pybind11/stl.h>
 
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
 #include "backend.h"
 #include "fastrand_stream.h"
 #include "math_probe.h"
+#include "parallel.h"
 
 namespace py = pybind11;
 using namespace fastrand;
@@ -42,15 +42,11 @@ void probe_cpu(int which, uintptr_t ptr, uint64_t first, uint64_t count, int thr
   py::gil_scoped_release nogil;
   const uint64_t t = threads < 1 ? 1 : uint64_t(threads);
   const uint64_t piece = (count + t - 1) / t;
-  std::vector<std::thread> pool;
-  for (uint64_t k = 0; k < t; ++k) {
+  const uint64_t pieces = piece == 0 ? 0 : (count + piece - 1) / piece;
+  run_pieces(pieces, [=](uint64_t k) {
     const uint64_t lo = k * piece, hi = (lo + piece < count) ? lo + piece : count;
-    if (lo >= hi) break;
-    pool.emplace_back([=] {
-      for (uint64_t i = lo; i < hi; ++i) probe_eval(which, out, i, first);
-    });
-  }
-  for (auto& th : pool) th.join();
+    for (uint64_t i = lo; i < hi; ++i) probe_eval(which, out, i, first);
+  });
 }
 
 #if defined(FASTRAND_WITH_CUDA)
@@ -119,6 +115,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_isa_available", &cpu_isa_available);
   m.def("cpu_isa_selected", &cpu_isa_selected);
   m.def("cpu_isa_select", &cpu_isa_select, py::arg("name"));
+  m.def("cpu_isa_env_warning", &cpu_isa_env_warning,
+        "Non-empty when $FASTRAND_CPU_ISA names no CPU path (a typo; scalar is used).");
+  {
+    // A typo in FASTRAND_CPU_ISA selects the scalar path: say so once, at import (an error
+    // where warnings are errors).
+    const std::string w = cpu_isa_env_warning();
+    if (!w.empty() && PyErr_WarnEx(PyExc_RuntimeWarning, w.c_str(), 1) != 0)
+      throw py::error_already_set();
+  }
 #if defined(FASTRAND_WITH_CUDA)
   m.attr("CUDA") = true;
   m.attr("CUDA_ARCHS") = cuda_archs();

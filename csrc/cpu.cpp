@@ -3,11 +3,11 @@
 
 #include <atomic>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "backend.h"
 #include "fastrand_stream.h"
+#include "parallel.h"
 
 namespace fastrand {
 
@@ -47,20 +47,38 @@ const std::vector<Isa>& isas() {
   return v;
 }
 
-int initial_isa() {
+// The names $FASTRAND_CPU_ISA may hold, whether or not this build and processor offer them.
+constexpr const char* KNOWN_ISAS[] = {"scalar", "avx2", "avx512"};
+
+struct InitialIsa {
+  int index;
+  std::string warning;  // non-empty when $FASTRAND_CPU_ISA names no CPU path at all (a typo)
+};
+
+InitialIsa read_initial_isa() {
   const char* env = getenv("FASTRAND_CPU_ISA");
   const auto& v = isas();
-  if (env != nullptr && *env != '\0') {
-    for (size_t i = 0; i < v.size(); ++i)
-      if (std::string(env) == v[i].name) return int(i);
-    // An unavailable forced path falls back to scalar: always correct, never faster than asked.
-    return 0;
-  }
-  return int(v.size()) - 1;
+  if (env == nullptr || *env == '\0') return {int(v.size()) - 1, ""};
+  const std::string want(env);
+  for (size_t i = 0; i < v.size(); ++i)
+    if (want == v[i].name) return {int(i), ""};
+  // An unavailable forced path falls back to scalar: always correct, never faster than asked.
+  // A name that is no path at all is most likely a typo: the same fallback, but said aloud.
+  for (const char* known : KNOWN_ISAS)
+    if (want == known) return {0, ""};
+  std::string names;
+  for (const char* known : KNOWN_ISAS) names += std::string(names.empty() ? "" : ", ") + known;
+  return {0, "FASTRAND_CPU_ISA=" + want + " names no CPU path (expected one of " + names +
+                 "); using scalar"};
+}
+
+const InitialIsa& initial_isa() {
+  static const InitialIsa i = read_initial_isa();
+  return i;
 }
 
 std::atomic<int>& selected() {
-  static std::atomic<int> s{initial_isa()};
+  static std::atomic<int> s{initial_isa().index};
   return s;
 }
 
@@ -82,6 +100,8 @@ std::vector<std::string> cpu_isa_available() {
   for (const auto& i : isas()) names.push_back(i.name);
   return names;
 }
+
+std::string cpu_isa_env_warning() { return initial_isa().warning; }
 
 std::string cpu_isa_selected() { return isas()[selected().load()].name; }
 
@@ -106,19 +126,15 @@ void cpu_fill(const Request& r, int threads) {
     return;
   }
   // Pieces of whole multiples of 64 values, so every piece but the last is block-aligned
-  // relative to the request (an alignment for speed only: results never depend on it).
+  // relative to the request (an alignment for speed only: results never depend on it). A piece
+  // whose thread cannot be created runs on this thread (run_pieces).
   uint64_t piece = (r.n + t - 1) / t;
   piece = (piece + 63) & ~uint64_t(63);
-  std::vector<std::thread> pool;
-  pool.reserve(t - 1);
-  for (uint64_t k = 1; k < t; ++k) {
+  const uint64_t pieces = (r.n + piece - 1) / piece;
+  run_pieces(pieces, [&r, fn, piece](uint64_t k) {
     const uint64_t first = k * piece;
-    if (first >= r.n) break;
-    const uint64_t count = (r.n - first < piece) ? r.n - first : piece;
-    pool.emplace_back([&r, fn, first, count] { fn(r, first, count); });
-  }
-  fn(r, 0, piece < r.n ? piece : r.n);
-  for (auto& th : pool) th.join();
+    fn(r, first, (r.n - first < piece) ? r.n - first : piece);
+  });
 }
 
 }  // namespace fastrand

@@ -240,8 +240,13 @@ def test_enable_full_determinism_sets_and_restores():
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic
-        assert torch.backends.cuda.matmul.allow_tf32 is False
-        assert torch.backends.cudnn.allow_tf32 is False
+        if hasattr(torch._C, "_get_fp32_precision_getter"):  # the new API only (torch >= 2.9)
+            assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+            assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+            assert torch.backends.cudnn.rnn.fp32_precision == "ieee"
+        else:
+            assert torch.backends.cuda.matmul.allow_tf32 is False
+            assert torch.backends.cudnn.allow_tf32 is False
     after = (
         os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         torch.are_deterministic_algorithms_enabled(),

@@ -56,10 +56,12 @@ def _device_arg(device):
     if isinstance(device, torch.device):
         dev = device
     elif isinstance(device, (str, int)) and not isinstance(device, bool):
-        try:
+        try:  # torch raises many types here (ModuleNotFoundError for "hpu" without its module)
             dev = torch.device(device)
-        except (RuntimeError, ValueError, TypeError) as e:
-            raise ValueError(f"device: cannot read {device!r} as a torch device ({e})") from None
+        except Exception as e:
+            raise ValueError(
+                f"device: cannot read {device!r} as a torch device ({_first_line(e)})"
+            ) from None
     else:
         raise TypeError(f"device: expected a torch.device, str or int, got {type(device).__name__}")
     if dev.type == "cuda":
@@ -78,16 +80,20 @@ def _device_arg(device):
                 f"device: {dev} does not exist ({torch.cuda.device_count()} CUDA devices)"
             )
     elif dev.type != "cpu":
-        try:  # a device torch can name but has no backend for (mps on Linux, xla, ...)
+        try:  # a device torch can name but has no backend for (mps on Linux, xla, hpu, ...)
             torch.empty(0, device=dev)
-        except (RuntimeError, NotImplementedError, AssertionError) as e:
+        except Exception as e:  # whatever type the backend's import or dispatch raises
             raise ValueError(
-                f"device: {dev} is not available to torch "
-                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                f"device: {dev} is not available to torch ({_first_line(e)})"
             ) from None
     if len(_DEVICE_CACHE) < 256:
         _DEVICE_CACHE[type(device), device] = dev
     return dev
+
+
+def _first_line(e):
+    text = str(e)
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _float_dtype_arg(dtype):
@@ -158,7 +164,8 @@ def _fill(out, n, dev, kind, code, seed, stream, offset):
         index = dev.index
         _C.fill_cuda(out.data_ptr(), n, kind, code, seed, stream, offset, index, _raw_stream(index))
     else:  # no native kernel for this device: the same bits, generated on the CPU and copied
-        host = torch.empty(out.shape, dtype=out.dtype)
+        # device= explicitly: torch.set_default_device must not move the staging buffer
+        host = torch.empty(out.shape, dtype=out.dtype, device=_CPU)
         _fill(host, n, _CPU, kind, code, seed, stream, offset)
         out.copy_(host)
     return out
@@ -174,39 +181,14 @@ def _draw(shape, generator, device, dtype, kind, code):
     if type(generator) is Generator:  # the common case first
         seed, stream, offset = generator._reserve(n, two_words)
         return _fill(out, n, device, kind, code, seed, stream, offset)
-    if _is_graph_generator(generator):
-        return _graph_fill(generator, out, n, kind, code)
     if isinstance(generator, (list, tuple)):
-        if len(generator) == 1:
+        if len(generator) == 1:  # a list of one is its element, whatever its kind
             generator = generator[0]
         else:
-            if len(shape) == 0:
-                raise ValueError(
-                    "generator: a list of generators needs a shape with a batch dimension"
-                )
-            if len(generator) < shape[0]:
-                raise ValueError(
-                    f"generator: a list of {len(generator)} generators for a batch of "
-                    f"{shape[0]}; expected at least {shape[0]}"
-                )
-            for i in range(shape[0]):  # refuse before any generator has advanced
-                gi = generator[i]
-                if not (isinstance(gi, (Generator, torch.Generator)) or _is_graph_generator(gi)):
-                    raise TypeError(
-                        f"generator: element {i} of the list is a "
-                        f"{type(gi).__name__}, expected a fastrand.Generator, "
-                        "fastrand.CudaGraphGenerator or torch.Generator"
-                    )
-            row = n // shape[0] if shape[0] else 0
-            flat = out.view(-1)
-            for i in range(shape[0]):
-                part = flat[i * row : (i + 1) * row]
-                if _is_graph_generator(generator[i]):
-                    _graph_fill(generator[i], part, row, kind, code)
-                    continue
-                seed, stream, offset = _reserve(generator[i], row, two_words)
-                _fill(part, row, device, kind, code, seed, stream, offset)
-            return out
+            return _draw_rows(out, shape, n, generator, device, kind, code, two_words)
+    if _is_graph_generator(generator):
+        _check_graph_generator(generator, out.device)
+        return _graph_fill(generator, out, n, kind, code)
     seed, stream, offset = _reserve(generator, n, two_words)
     return _fill(out, n, device, kind, code, seed, stream, offset)
 
@@ -226,8 +208,54 @@ def _check_generator_type(generator):
             )
 
 
+def _draw_rows(out, shape, n, generators, device, kind, code, two_words):
+    """Row i of the batch from generators[i]. Every row's generator is checked before any of
+    them advances, so a refused list leaves them all untouched. Kinds may be mixed."""
+    if len(shape) == 0:
+        raise ValueError("generator: a list of generators needs a shape with a batch dimension")
+    if len(generators) < shape[0]:
+        raise ValueError(
+            f"generator: a list of {len(generators)} generators for a batch of "
+            f"{shape[0]}; expected at least {shape[0]}"
+        )
+    for i in range(shape[0]):
+        gi = generators[i]
+        if _is_graph_generator(gi):
+            _check_graph_generator(
+                gi, out.device, f"the CudaGraphGenerator at element {i} of the list"
+            )
+        elif not isinstance(gi, (Generator, torch.Generator)):
+            raise TypeError(
+                f"generator: element {i} of the list is a "
+                f"{type(gi).__name__}, expected a fastrand.Generator, "
+                "fastrand.CudaGraphGenerator or torch.Generator"
+            )
+    row = n // shape[0] if shape[0] else 0
+    flat = out.view(-1)
+    for i in range(shape[0]):
+        part = flat[i * row : (i + 1) * row]
+        gi = generators[i]
+        if _is_graph_generator(gi):
+            _graph_fill(gi, part, row, kind, code)
+            continue
+        seed, stream, offset = _reserve(gi, row, two_words)
+        _fill(part, row, device, kind, code, seed, stream, offset)
+    return out
+
+
 def _is_graph_generator(g):
     return type(g).__name__ == "CudaGraphGenerator" and type(g).__module__ == "fastrand._graph"
+
+
+def _check_graph_generator(g, device, what="a CudaGraphGenerator"):
+    """What a CudaGraphGenerator's draw would refuse, checked before anything advances."""
+    if device != g.device:
+        raise ValueError(f"device: {what} on {g.device} draws only on that device, not {device}")
+    if not _HAS_CUDA_KERNEL:
+        raise ValueError(
+            "generator: CudaGraphGenerator needs the CUDA kernel, and this build of "
+            "fastrand has none (rebuild with nvcc available)"
+        )
 
 
 def _graph_fill(g, out, n, kind, code):
@@ -366,11 +394,21 @@ def rand(*size, generator=None, dtype=None, device=None, layout=None):
     return _draw(shape, generator, device, dtype, _UNIFORM, code)
 
 
-def _like_args(t, dtype, device):
+def _like_args(t, dtype, device, memory_format):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"input: expected a torch.Tensor, got {type(t).__name__}")
     if t.layout != torch.strided:
         raise ValueError(f"input: has layout {t.layout}; fastrand draws only strided (dense) noise")
+    if not isinstance(memory_format, torch.memory_format):
+        raise TypeError(
+            f"memory_format: expected a torch.memory_format, got {type(memory_format).__name__}"
+        )
+    if memory_format in (torch.channels_last, torch.channels_last_3d):
+        rank = 4 if memory_format == torch.channels_last else 5
+        if t.dim() != rank:
+            raise ValueError(
+                f"memory_format: {memory_format} needs a {rank}-D input, got {t.dim()}-D"
+            )
     return (
         tuple(t.shape),
         (t.dtype if dtype is None else dtype),
@@ -378,16 +416,47 @@ def _like_args(t, dtype, device):
     )
 
 
-def randn_like(input, *, generator=None, dtype=None, device=None):
-    """Normal noise with the shape of ``input`` (and its dtype and device unless given)."""
-    shape, dtype, device = _like_args(input, dtype, device)
-    return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+def _laid_out_like(values, input, memory_format):
+    """`values` (contiguous; value i is element i in row-major order of the logical shape)
+    laid out in memory like torch's *_like would: the input's strides for preserve_format (when
+    the input is dense and non-overlapping; else torch's suggested format), or the given
+    format. The values per logical index never change, only where they sit in memory."""
+    if memory_format == torch.contiguous_format or (
+        memory_format == torch.preserve_format and input.is_contiguous()
+    ):
+        return values
+    out = torch.empty_like(
+        input, dtype=values.dtype, device=values.device, memory_format=memory_format
+    )
+    if out.stride() == values.stride():
+        return values
+    return out.copy_(values)
 
 
-def rand_like(input, *, generator=None, dtype=None, device=None):
-    """Uniform [0, 1) values with the shape of ``input`` (and its dtype and device unless given)."""
-    shape, dtype, device = _like_args(input, dtype, device)
-    return rand(shape, generator=generator, dtype=dtype, device=device)
+def randn_like(
+    input, *, generator=None, dtype=None, device=None, memory_format=torch.preserve_format
+):
+    """Normal noise with the shape of ``input`` (and its dtype and device unless given).
+
+    The values are those of ``randn_tensor(input.shape)`` (element i in row-major order of the
+    logical shape is value i of the stream), laid out in memory like ``torch.randn_like``:
+    ``memory_format=torch.preserve_format`` keeps the input's strides (channels_last stays
+    channels_last). So ``randn_like(x)`` equals ``randn_tensor(x.shape)`` element for element
+    whatever the layout of ``x``.
+    """
+    shape, dtype, device = _like_args(input, dtype, device, memory_format)
+    values = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+    return _laid_out_like(values, input, memory_format)
+
+
+def rand_like(
+    input, *, generator=None, dtype=None, device=None, memory_format=torch.preserve_format
+):
+    """Uniform [0, 1) values with the shape of ``input`` (and its dtype and device unless given);
+    laid out like ``input`` as in randn_like."""
+    shape, dtype, device = _like_args(input, dtype, device, memory_format)
+    values = rand(shape, generator=generator, dtype=dtype, device=device)
+    return _laid_out_like(values, input, memory_format)
 
 
 def random_words(*size, generator=None, device=None, dtype=torch.int32):

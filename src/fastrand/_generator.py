@@ -22,7 +22,8 @@ _STATE_LEN = 32  # magic(4) + reserved(4) + seed, stream, offset (3 x uint64 lit
 
 
 def _as_int(value, name):
-    if isinstance(value, bool):
+    # bool, and 0-d bool tensors/arrays (torch.tensor(True) passes operator.index) are no integers
+    if isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("torch.bool", "bool"):
         raise TypeError(f"{name}: expected an integer, got bool")
     try:
         return operator.index(value)
@@ -61,7 +62,8 @@ def check_shape(shape, name="shape"):
         raise TypeError(f"{name}: expected a tuple or list of integers, got {type(shape).__name__}")
     dims = []
     for d in shape:
-        if isinstance(d, bool):
+        # bool, and 0-d bool tensors/arrays (torch.tensor(True) passes operator.index)
+        if isinstance(d, bool) or str(getattr(d, "dtype", "")) in ("torch.bool", "bool"):
             raise TypeError(f"{name}: sizes must be integers, got bool")
         try:
             d = operator.index(d)

@@ -12,13 +12,12 @@ torch.
 
 from __future__ import annotations
 
-import operator
 import os
 
 import numpy as np
 
 from . import _C
-from ._generator import check_seed, check_shape, check_u64
+from ._generator import _as_int, check_seed, check_shape, check_u64
 from ._generator import next_offset as _next_offset
 
 __all__ = ["randn", "rand", "random_words", "next_offset"]
@@ -68,33 +67,32 @@ def _shape_arg(shape):
     return check_shape(shape)
 
 
+_MAX_THREADS = (1 << 31) - 1  # the compiled core takes a C int
+
+
 def _threads(threads):
     if threads is None:
         try:
             return len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not Linux
             return os.cpu_count() or 1
-    t = operator.index(threads)
-    if t < 1:
-        raise ValueError(f"threads: expected a positive integer, got {t}")
+    t = _as_int(threads, "threads")  # refuses bool (and 0-d bool tensors/arrays) and non-ints
+    if not 1 <= t <= _MAX_THREADS:
+        raise ValueError(f"threads: expected an integer in [1, 2^31 - 1], got {t}")
     return t
 
 
 def _draw(kind, shape, seed, offset, stream, dt, code, threads):
+    # every argument is checked, whatever the size (an empty request included)
     shape = _shape_arg(shape)
+    seed = check_seed(seed)
+    stream = check_u64(stream, "stream")
+    offset = check_u64(offset, "offset")
+    threads = _threads(threads)
     out = np.empty(shape, dtype=dt)
     n = out.size
     if n:
-        _C.fill_cpu(
-            out.ctypes.data,
-            n,
-            kind,
-            code,
-            check_seed(seed),
-            check_u64(stream, "stream"),
-            check_u64(offset, "offset"),
-            _threads(threads),
-        )
+        _C.fill_cpu(out.ctypes.data, n, kind, code, seed, stream, offset, threads)
     return out
 
 
@@ -121,7 +119,7 @@ def next_offset(offset, n, dtype=np.float32):
     """The offset after drawing n values of `dtype` at `offset` (float64 takes two positions per
     value, starting at an even position)."""
     o = check_u64(offset, "offset")
-    count = operator.index(n)
+    count = _as_int(n, "n")
     if count < 0:
         raise ValueError(f"n: expected a non-negative integer, got {count}")
     two_words = (
