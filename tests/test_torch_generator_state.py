@@ -330,6 +330,33 @@ def test_cpu_state_after_a_draw_serves_torch():
     assert abs(float(outs[0].mean())) < 0.15 and 0.85 < float(outs[0].std()) < 1.15
 
 
+def test_cpu_state_layout_from_the_reference():
+    """The state a draw writes, built here from the documented layout and the NumPy reference:
+    torch's header with left = 1, next = 0; words 0-4 the tag and (stream, position) halves;
+    words 5-623 the reference words of a blake2b-keyed stream; no cached normals."""
+    import hashlib
+    import struct
+
+    seed, stream, pos = 2**64 - 3, R + 0x123456789, 2**40 + 7
+    key = int.from_bytes(
+        hashlib.blake2b(
+            struct.pack("<QQQ", seed, stream, pos),
+            digest_size=8,
+            person=b"fastrand-torch",
+            salt=b"cpu-fill",
+        ).digest(),
+        "little",
+    )
+    words = [0x46524731, stream & 0xFFFFFFFF, stream >> 32, pos & 0xFFFFFFFF, pos >> 32]
+    words += [int(w) for w in ref.words(key, 0, 0, 619)]
+    want = struct.pack("<QiiQ", seed, 1, 1, 0) + struct.pack("<624Q", *words) + bytes(40)
+    assert gm._cpu_state(seed, stream, pos) == want
+    g = torch.Generator().manual_seed(seed)
+    g.set_state(torch.frombuffer(bytearray(want), dtype=torch.uint8))
+    assert g.get_state().numpy().tobytes() == want  # torch keeps it as it is
+    assert np.array_equal(_words(g, 3), ref_bits("words", seed, stream, pos, 3))
+
+
 def test_cpu_wrapped_positions_continue():
     """The CPU state carries full 64-bit positions: a chain that wraps modulo 2^64 goes on."""
     g = torch.Generator().manual_seed(8)

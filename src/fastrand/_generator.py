@@ -231,26 +231,29 @@ _CPU_STATE_LEN = 5056
 _CPU_WORDS = 624
 _CPU_TAG = 0x46524731  # "FRG1": word 0 of a state that a fastrand draw wrote
 _CPU_HEADER = struct.Struct("<QiiQ")  # the_initial_seed, left, seeded, next
-_CPU_PAYLOAD = struct.Struct("<QQQQQ")  # words 0-4 as stored: tag, stream lo/hi, pos lo/hi
-_CPU_FILLER = 4 * (_CPU_WORDS - 5)  # bytes of hashed words 5..623
+_CPU_PREFIX = struct.Struct("<QiiQQQQQQ")  # header, then words 0-4: tag, stream lo/hi, pos lo/hi
+_CPU_FILLER = _CPU_WORDS - 5  # words 5..623: raw stream v1 words under a hashed key
 _CPU_TAIL = bytes(_CPU_STATE_LEN - 24 - 8 * _CPU_WORDS)  # no cached normals
 
 
 def _cpu_state(seed, stream, pos):
-    """The CPU generator state a fastrand draw leaves behind: torch's seed unchanged, the mt19937
-    words carrying the tag and (stream, next position) in clear, the other 619 words a hash of
-    (seed, stream, position), positioned (left = 1) so that torch's next use regenerates them
-    all; no cached normals."""
+    """The CPU generator state a fastrand draw leaves behind: torch's seed unchanged; mt19937
+    word 0 the tag, words 1-4 (stream, next position) as 32-bit halves, words 5-623 the stream
+    v1 raw words 0..618 of (key = blake2b-64 of (seed, stream, position), stream 0); left = 1
+    and next = 0, so that torch's next use regenerates all 624 words first; no cached normals."""
     import numpy as np
 
-    filler = hashlib.shake_128(
-        b"fastrand-torch-cpu-state" + struct.pack("<QQQ", seed, stream, pos)
-    ).digest(_CPU_FILLER)
+    from . import _C
+
+    key = _hash64(b"cpu-fill", seed, stream, pos)
+    words = np.empty(_CPU_FILLER, dtype=np.uint32)
+    _C.fill_cpu(words.ctypes.data, _CPU_FILLER, _C.KIND_WORDS, _C.DT_UINT32, key, 0, 0, 1)
     return b"".join(
         (
-            _CPU_HEADER.pack(seed, 1, 1, 0),
-            _CPU_PAYLOAD.pack(_CPU_TAG, stream & _M32, stream >> 32, pos & _M32, pos >> 32),
-            np.frombuffer(filler, dtype="<u4").astype("<u8").tobytes(),
+            _CPU_PREFIX.pack(
+                seed, 1, 1, 0, _CPU_TAG, stream & _M32, stream >> 32, pos & _M32, pos >> 32
+            ),
+            words.astype("<u8").tobytes(),
             _CPU_TAIL,
         )
     )
@@ -358,8 +361,7 @@ class _TorchStates:
         if raw == self._fresh_state(seed):
             return TORCH_STREAM, 0
         if len(raw) == _CPU_STATE_LEN:
-            left, _, nxt = _CPU_HEADER.unpack_from(raw)[1:]
-            tag, s_lo, s_hi, p_lo, p_hi = _CPU_PAYLOAD.unpack_from(raw, 24)
+            _, left, _, nxt, tag, s_lo, s_hi, p_lo, p_hi = _CPU_PREFIX.unpack_from(raw)
             if tag == _CPU_TAG and left == 1 and nxt == 0 and max(s_lo, s_hi, p_lo, p_hi) <= _M32:
                 stream, pos = s_lo | s_hi << 32, p_lo | p_hi << 32
                 if raw == _cpu_state(seed, stream, pos):
