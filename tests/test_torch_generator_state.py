@@ -538,6 +538,24 @@ def test_cuda_generator_in_capture_is_refused():
     assert np.array_equal(_words(g, 3), ref_bits("words", 6, R, 0, 3))
 
 
+@cuda
+def test_cuda_default_device_cpu_generator():
+    """Internal allocations do not follow torch.set_default_device."""
+    before = torch.get_default_device()
+    try:
+        torch.set_default_device("cuda")
+        g = torch.Generator(device="cpu").manual_seed(2)
+        a = fastrand.randn(5, generator=g, device="cpu")
+        h = torch.Generator(device="cpu")
+        h.set_state(g.get_state())
+        b = fastrand.randn(5, generator=g, device="cpu")
+        c = fastrand.randn(5, generator=h, device="cpu")
+    finally:
+        torch.set_default_device(before)
+    assert np.array_equal(bits(c), bits(b))
+    assert np.array_equal(bits(torch.cat([a, b])), ref_bits("normal", 2, R, 0, 10))
+
+
 def test_reference_is_independent():
     """The expectations above come from the NumPy reference at stream 2^63."""
     assert np.array_equal(

@@ -215,12 +215,19 @@ _M32 = 0xFFFFFFFF
 _HASH_DOMAIN = b"fastrand-torch"  # blake2b personalisation of every hash below
 
 
+_HASH_BASES: dict = {}  # tag -> blake2b object before any data (copied per hash)
+_HASH_PACK = {k: struct.Struct(f"<{k}Q") for k in (2, 3, 4)}
+
+
 def _hash64(tag, *values):
-    """A 64-bit hash of unsigned 64-bit integers (blake2b, a domain per tag)."""
-    data = struct.pack(f"<{len(values)}Q", *values)
-    return int.from_bytes(
-        hashlib.blake2b(data, digest_size=8, person=_HASH_DOMAIN, salt=tag).digest(), "little"
-    )
+    """H64(tag; values): BLAKE2b-64 (person "fastrand-torch", salt = tag) of the values as
+    little-endian uint64, read as a little-endian integer."""
+    base = _HASH_BASES.get(tag)
+    if base is None:
+        base = _HASH_BASES[tag] = hashlib.blake2b(digest_size=8, person=_HASH_DOMAIN, salt=tag)
+    h = base.copy()
+    h.update(_HASH_PACK[len(values)].pack(*values))
+    return int.from_bytes(h.digest(), "little")
 
 
 # CPU generators (mt19937). The state tensor is torch's CPUGeneratorImplState, little-endian:
