@@ -367,12 +367,11 @@ class _TorchStates:
             return hit
         if raw == self._fresh_state(seed):
             return TORCH_STREAM, 0
-        if len(raw) == _CPU_STATE_LEN:
-            _, left, _, nxt, tag, s_lo, s_hi, p_lo, p_hi = _CPU_PREFIX.unpack_from(raw)
-            if tag == _CPU_TAG and left == 1 and nxt == 0 and max(s_lo, s_hi, p_lo, p_hi) <= _M32:
-                stream, pos = s_lo | s_hi << 32, p_lo | p_hi << 32
-                if raw == _cpu_state(seed, stream, pos):
-                    return stream, pos
+        _, left, _, nxt, tag, s_lo, s_hi, p_lo, p_hi = _CPU_PREFIX.unpack_from(raw)
+        if tag == _CPU_TAG and left == 1 and nxt == 0 and max(s_lo, s_hi, p_lo, p_hi) <= _M32:
+            stream, pos = s_lo | s_hi << 32, p_lo | p_hi << 32
+            if raw == _cpu_state(seed, stream, pos):
+                return stream, pos
         h = int.from_bytes(
             hashlib.blake2b(raw, digest_size=8, person=_HASH_DOMAIN, salt=b"cpu").digest(),
             "little",
@@ -384,6 +383,11 @@ class _TorchStates:
 
         with self._lock:
             raw = g.get_state().numpy().tobytes()
+            if len(raw) != _CPU_STATE_LEN:
+                raise ValueError(
+                    f"generator: this torch's CPU generator state has {len(raw)} bytes, not the "
+                    f"{_CPU_STATE_LEN} of the layout fastrand reads (docs/torch-generators.md)"
+                )
             seed = _CPU_HEADER.unpack_from(raw)[0]
             stream, pos = self._cpu_position(raw, seed)
             end = next_offset(pos, n, two_words)
