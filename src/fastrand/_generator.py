@@ -91,8 +91,9 @@ class Generator:
     """A fastrand noise generator: (seed, stream, offset) of stream v1.
 
     ``Generator(seed, stream=2**63)`` gives the same sequence of draws as
-    ``torch.Generator(device).manual_seed(seed)`` on any device. Each draw of n values starts at the generator's offset and advances it (float64
-    values take two positions each), so two draws of n1 and n2 values equal one of n1 + n2.
+    ``torch.Generator(device).manual_seed(seed)`` on any device. Each draw of n values starts
+    at the generator's offset and advances it (float64 values take two positions each), so two
+    draws of n1 and n2 values equal one of n1 + n2.
     Thread-safe: concurrent draws reserve disjoint positions.
     """
 
