@@ -529,6 +529,7 @@ def test_cuda_generator_in_capture_is_refused():
     graph = torch.cuda.CUDAGraph()
     err = None
     with torch.cuda.graph(graph):
+        static.zero_()  # something to capture
         try:
             static.copy_(fastrand.randn(8, generator=g, device="cuda"))
         except ValueError as e:
