@@ -32,7 +32,7 @@ With ``persistent_workers=True`` the workers, and their generators, live across 
 epoch continues each worker's generator (still new noise, but no longer a new seed per epoch).
 Without a ``worker_init_fn``, ``generator=None`` inside a worker also works: it reads torch's
 default generator, which the DataLoader seeds with ``info.seed`` in every worker, so the noise
-equals ``fastrand.Generator(info.seed)``'s. Either way the noise a sample gets depends on which
+equals ``fastrand.Generator(info.seed, stream=2**63)``'s (a torch generator's sequence). Either way the noise a sample gets depends on which
 worker loads it and in which order; if it must not depend on ``num_workers`` at all, derive the
 generator from the sample instead: ``fastrand.Generator(seed, stream=epoch * len(dataset) + i)``
 in ``__getitem__``.
@@ -59,6 +59,7 @@ import fastrand
 from fastrand import reference as ref
 
 U64 = 1 << 64
+R = 1 << 63  # the stream of a torch generator's own sequence (docs/torch-generators.md)
 HAS_UINT32 = hasattr(torch, "uint32")
 
 
@@ -124,17 +125,17 @@ def _plan(thread, count=30):
     return ops
 
 
-def _reference_tables(seed, npos):
+def _reference_tables(seed, npos, stream=0):
     """Reference bits of every kind over positions [0, npos) (two-word kinds: even positions)."""
     half = npos // 2 + 1
     return {
-        "words": bits(ref.words(seed, 0, 0, npos)),
-        "normal32": bits(ref.normal(seed, 0, 0, npos, "float32")),
-        "normal16": bits(ref.normal(seed, 0, 0, npos, "float16")),
-        "normalbf16": bits(ref.normal(seed, 0, 0, npos, "bfloat16")),
-        "uniform32": bits(ref.uniform(seed, 0, 0, npos, "float32")),
-        "normal64": bits(ref.normal(seed, 0, 0, half, "float64")),
-        "uniform64": bits(ref.uniform(seed, 0, 0, half, "float64")),
+        "words": bits(ref.words(seed, stream, 0, npos)),
+        "normal32": bits(ref.normal(seed, stream, 0, npos, "float32")),
+        "normal16": bits(ref.normal(seed, stream, 0, npos, "float16")),
+        "normalbf16": bits(ref.normal(seed, stream, 0, npos, "bfloat16")),
+        "uniform32": bits(ref.uniform(seed, stream, 0, npos, "float32")),
+        "normal64": bits(ref.normal(seed, stream, 0, half, "float64")),
+        "uniform64": bits(ref.uniform(seed, stream, 0, half, "float64")),
     }
 
 
@@ -204,7 +205,7 @@ def test_threads_share_a_generator_without_overlap_mixed_dtypes(which):
     )
     draws = _run_threads(gen, plans)
     assert len(draws) == sum(len(p) + sum(name == "rows" for name, _ in p) for p in plans)
-    tables = _reference_tables(seed, npos + 8)
+    tables = _reference_tables(seed, npos + 8, 0 if which == "fastrand" else R)
     end = _check_tiling(draws, tables)
     # the generator stands exactly at the end of what the threads consumed
     nxt = bits(fastrand.random_words(3, generator=gen))
@@ -243,7 +244,8 @@ def test_threads_words_are_a_permutation_of_the_reference(which):
     assert not errors, errors
     total = reps * sum(int(np.prod(s)) for s in shapes)
     got = np.sort(np.concatenate([w for per in out for w in per]))
-    assert np.array_equal(got, np.sort(ref.words(seed, 0, 0, total)))
+    stream = 0 if which == "fastrand" else R
+    assert np.array_equal(got, np.sort(ref.words(seed, stream, 0, total)))
     if which == "fastrand":
         assert gen.get_offset() == total
 
@@ -328,7 +330,7 @@ def test_torch_generator_copies_continue_the_sequence():
     h = torch.Generator()
     h.set_state(g.get_state())
     copies["set_state"] = h
-    expected = bits(ref.normal(5, 0, 4, 4, "float32"))
+    expected = bits(ref.normal(5, R, 4, 4, "float32"))
     bad = {}
     for name, c in copies.items():
         got = bits(fastrand.randn(4, generator=c))
@@ -371,6 +373,11 @@ def _init_worker_seed(worker_id):
     info.dataset.gen = fastrand.Generator(info.seed)
 
 
+def _init_worker_seed_torch(worker_id):
+    info = get_worker_info()
+    info.dataset.gen = fastrand.Generator(info.seed, stream=R)
+
+
 def _init_worker_stream(worker_id):
     info = get_worker_info()
     info.dataset.gen = fastrand.Generator(info.seed - info.id, stream=info.id)
@@ -378,6 +385,7 @@ def _init_worker_stream(worker_id):
 
 INIT = {
     "worker-seed": _init_worker_seed,
+    "worker-seed-torch": _init_worker_seed_torch,
     "worker-stream": _init_worker_stream,
     "default": None,
     "per-sample": None,
@@ -414,7 +422,12 @@ def _check_against_reference(mode, rows):
         seeds = {s for s, _ in items}
         assert len(seeds) == 1
         wseed = seeds.pop()
-        seed, stream = (wseed, 0) if mode in ("worker-seed", "default") else (wseed - wid, wid)
+        seed, stream = {
+            "worker-seed": (wseed, 0),
+            "worker-seed-torch": (wseed, R),
+            "default": (wseed, R),
+            "worker-stream": (wseed - wid, wid),
+        }[mode]
         got = np.concatenate([x for _, x in items])
         assert np.array_equal(got, bits(ref.normal(seed, stream, 0, got.size, "float32"))), (
             mode,
@@ -445,7 +458,7 @@ def test_dataloader_workers_reproducible_and_distinct(mode):
 
 def test_dataloader_default_generator_equals_worker_seed_recipe():
     a = _load("default", base=99)[0]
-    b = _load("worker-seed", base=99)[0]
+    b = _load("worker-seed-torch", base=99)[0]
     for i in range(16):
         assert a[i][:2] == b[i][:2] and np.array_equal(a[i][2], b[i][2])
 

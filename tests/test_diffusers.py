@@ -32,6 +32,7 @@ ORIGINAL = torch_utils.randn_tensor
 fastrand_randn_tensor = fr_api.randn_tensor  # the real one (the tests spy on the attribute)
 REPLACEMENT = dp.randn_tensor
 STEPS = 3
+TORCH_STREAM = 1 << 63  # the stream of a torch generator's own sequence
 SHAPE = (1, 3, 8, 8)
 # not imported by `from diffusers import DDPMPipeline`; the first one missing is used by (f)
 FRESH_CANDIDATES = (
@@ -121,11 +122,11 @@ def test_pipeline_noise_comes_from_fastrand(pipe, monkeypatch):
         image = run(pipe, torch.Generator().manual_seed(0))
     # one latent draw + one noise draw per step with t > 0 (timesteps 6, 3, 0)
     assert [shape for shape, _ in spy.calls] == [SHAPE] * STEPS
-    g = fastrand.Generator(0)
+    g = fastrand.Generator(0, stream=TORCH_STREAM)  # torch.Generator().manual_seed(0)'s draws
     for _, drawn in list(spy.calls):
         assert np.array_equal(bits(drawn), bits(fastrand_randn_tensor(SHAPE, generator=g)))
 
-    # the DDPM loop by hand, its noise drawn from fastrand.Generator(0) in the same order; the
+    # the DDPM loop by hand, its noise drawn from that generator in the same order; the
     # scheduler gives the noise-free mean (its noise zeroed) and the noise is added as step() does
     monkeypatch.setattr(
         scheduling_ddpm,
@@ -134,7 +135,7 @@ def test_pipeline_noise_comes_from_fastrand(pipe, monkeypatch):
             shape, device=device, dtype=dtype
         ),
     )
-    g = fastrand.Generator(0)
+    g = fastrand.Generator(0, stream=TORCH_STREAM)
     sched = pipe.scheduler
     x = fastrand_randn_tensor(SHAPE, generator=g, dtype=pipe.unet.dtype)
     sched.set_timesteps(STEPS)
@@ -159,8 +160,10 @@ def test_unpatched_pipeline_does_not_use_fastrand(pipe, monkeypatch):
 def test_fastrand_generator_equals_torch_generator(pipe):
     with patch_diffusers():
         a = run(pipe, torch.Generator().manual_seed(5))
-        b = run(pipe, fastrand.Generator(5))
+        b = run(pipe, fastrand.Generator(5, stream=TORCH_STREAM))
+        c = run(pipe, fastrand.Generator(5))  # stream 0 is not a torch generator's sequence
     assert np.array_equal(bits(a), bits(b))
+    assert not np.array_equal(bits(a), bits(c))
 
 
 # (b) ----------------------------------------------------------------------------------------

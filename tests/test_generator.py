@@ -12,6 +12,7 @@ from conftest import bits, ref_bits
 import fastrand
 
 U64 = 1 << 64
+R = 1 << 63  # the stream of a torch generator's own sequence (docs/torch-generators.md)
 SHAPE = (2, 4, 8, 8)
 
 
@@ -32,6 +33,11 @@ def _same(a, b):
 def test_generator_and_torch_cpu_generator_agree():
     for seed in (0, 1, 12345, 2**63 + 17):
         assert _same(
+            _sequence(fastrand.Generator(seed, stream=R)),
+            _sequence(torch.Generator().manual_seed(seed)),
+        )
+        # the torch mapping is not stream 0 (torch's own Philox subsequences are small)
+        assert not _same(
             _sequence(fastrand.Generator(seed)), _sequence(torch.Generator().manual_seed(seed))
         )
 
@@ -41,9 +47,9 @@ def test_draws_match_reference_positions():
     a = fastrand.randn(10, generator=g)
     b = fastrand.randn(6, generator=g)
     c = fastrand.randn(3, generator=g, dtype=torch.float64)
-    assert np.array_equal(bits(a), ref_bits("normal", 42, 0, 0, 10))
-    assert np.array_equal(bits(b), ref_bits("normal", 42, 0, 10, 6))
-    assert np.array_equal(bits(c), ref_bits("normal", 42, 0, 16, 3, "float64"))
+    assert np.array_equal(bits(a), ref_bits("normal", 42, R, 0, 10))
+    assert np.array_equal(bits(b), ref_bits("normal", 42, R, 10, 6))
+    assert np.array_equal(bits(c), ref_bits("normal", 42, R, 16, 3, "float64"))
 
 
 def test_reseeding_restarts():
@@ -51,14 +57,14 @@ def test_reseeding_restarts():
     b = fastrand.randn_tensor(SHAPE, generator=torch.manual_seed(0))
     assert np.array_equal(bits(a), bits(b))
     assert np.array_equal(
-        bits(a), bits(fastrand.randn_tensor(SHAPE, generator=fastrand.Generator(0)))
+        bits(a), bits(fastrand.randn_tensor(SHAPE, generator=fastrand.Generator(0, stream=R)))
     )
     g = torch.Generator().manual_seed(3)
     first = [bits(fastrand.randn(5, generator=g)) for _ in range(3)]
     g.manual_seed(3)
     again = [bits(fastrand.randn(5, generator=g)) for _ in range(3)]
     assert _same(first, again)
-    f = fastrand.Generator(3)
+    f = fastrand.Generator(3, stream=R)
     fastrand.randn(100, generator=f)
     assert np.array_equal(bits(fastrand.randn(5, generator=f.manual_seed(3))), first[0])
 
@@ -71,7 +77,7 @@ def test_default_generator_is_torch_default():
     a2 = fastrand.randn_tensor(SHAPE)
     assert np.array_equal(bits(a), bits(a2))
     assert not np.array_equal(bits(a), bits(b))
-    g = fastrand.Generator(11)
+    g = fastrand.Generator(11, stream=R)
     assert np.array_equal(bits(a), bits(fastrand.randn_tensor(SHAPE, generator=g)))
     assert np.array_equal(bits(b), bits(fastrand.randn_tensor(SHAPE, generator=g)))
 
@@ -99,7 +105,13 @@ def test_torch_ops_in_between_are_deterministic():
 
     a, b = run(), run()
     assert _same(a, b)
-    assert np.array_equal(np.concatenate(a[1:]), ref_bits("normal", 8, 0, 4, 8))
+    assert np.array_equal(a[0], ref_bits("normal", 8, R, 0, 4))
+    # after torch's use: off the seeded sequence, and the two draws are one draw of 8
+    g = torch.Generator().manual_seed(8)
+    fastrand.randn(4, generator=g)
+    torch.rand(2, generator=g)
+    assert np.array_equal(np.concatenate(a[1:]), bits(fastrand.randn(8, generator=g)))
+    assert not np.array_equal(a[1], ref_bits("normal", 8, R, 4, 4))
 
 
 def test_reseed_after_draws_restarts_even_from_the_same_state():
@@ -108,8 +120,11 @@ def test_reseed_after_draws_restarts_even_from_the_same_state():
     g.manual_seed(4)
     assert np.array_equal(bits(fastrand.randn(6, generator=g)), a)
     torch.randn(5, generator=g)  # torch's use after the reseed
+    copy_ = torch.Generator()
+    copy_.set_state(g.get_state())
     b = bits(fastrand.randn(6, generator=g))
-    assert np.array_equal(b, ref_bits("normal", 4, 0, 6, 6))  # past the furthest draw
+    assert np.array_equal(b, bits(fastrand.randn(6, generator=copy_)))  # the state decides
+    assert not np.intersect1d(b, ref_bits("normal", 4, R, 0, 64)).size  # a new window
 
 
 def test_generator_state_api():
@@ -135,7 +150,7 @@ def test_generator_state_api():
         == torch.Generator().manual_seed(-1).initial_seed() % U64
     )
     assert np.array_equal(
-        bits(fastrand.randn(6, generator=fastrand.Generator(-5))),
+        bits(fastrand.randn(6, generator=fastrand.Generator(-5, stream=R))),
         bits(fastrand.randn(6, generator=torch.Generator().manual_seed(-5))),
     )
     assert 0 <= fastrand.Generator().initial_seed() < U64
@@ -181,7 +196,7 @@ def test_threads_share_a_generator_without_overlap(kind):
     assert not errors
     got = np.sort(np.concatenate(results))
     total = 20 * sum(sizes)
-    want = np.sort(ref_bits("words", 21, 0, 0, total))
+    want = np.sort(ref_bits("words", 21, 0 if kind == "fastrand" else R, 0, total))
     assert np.array_equal(got, want)  # together they cover exactly positions [0, total)
 
 
@@ -219,20 +234,3 @@ def test_bad_state():
         g.set_state(torch.Generator().get_state())
     with pytest.raises(TypeError, match="state"):
         g.set_state("nope")
-
-
-def test_generator_table_without_weak_references():
-    """torch < 2.13 generators cannot be weakly referenced: entries are then held by identity."""
-    from fastrand._generator import _GeneratorTable, _TorchEntry
-
-    class NoWeakRef:
-        __slots__ = ()
-
-    table = _GeneratorTable()
-    table.MAX_GENERATORS = 3
-    keys = [NoWeakRef() for _ in range(5)]
-    entries = [_TorchEntry(i) for i in range(5)]
-    for k, e in zip(keys, entries):
-        table.put(k, e)
-    assert table.get(keys[4]) is entries[4] and table.get(keys[2]) is entries[2]
-    assert table.get(keys[0]) is None  # least recently used beyond the bound is forgotten

@@ -1,8 +1,10 @@
 """Generators: where a draw's (seed, stream, offset) comes from.
 
-`Generator` is fastrand's own counter-based generator. `torch.Generator` objects (any device)
-are read through `_TorchTracker` as (initial_seed(), stream 0, an offset that advances with use).
-Both reserve positions atomically, so threads sharing a generator never get overlapping noise.
+`Generator` is fastrand's own counter-based generator. A `torch.Generator` (any device) is read
+through `TORCH_TRACKER` from its state alone (docs/torch-generators.md): right after
+`manual_seed(s)` it stands at (s, stream 2^63, offset 0), each fastrand draw writes back a state
+that encodes where the draw ended, and any other state maps to positions derived from it. Both
+reserve positions atomically, so threads sharing a generator never get overlapping noise.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import operator
 import os
 import struct
 import threading
-import weakref
 from collections import OrderedDict
 
 U64 = 1 << 64
@@ -91,9 +92,10 @@ def _random_seed():
 class Generator:
     """A fastrand noise generator: (seed, stream, offset) of stream v1.
 
-    ``Generator(seed)`` and ``torch.Generator().manual_seed(seed)`` give the same sequence of
-    draws. Each draw of n values starts at the generator's offset and advances it (float64
-    values take two positions each), so two draws of n1 and n2 values equal one of n1 + n2.
+    ``Generator(seed, stream=2**63)`` gives the same sequence of draws as
+    ``torch.Generator(device).manual_seed(seed)`` on any device. Each draw of n values starts
+    at the generator's offset and advances it (float64 values take two positions each), so two
+    draws of n1 and n2 values equal one of n1 + n2.
     Thread-safe: concurrent draws reserve disjoint positions.
     """
 
@@ -208,135 +210,221 @@ def _restore_generator(seed, stream, offset):
     return Generator(seed, offset=offset, stream=stream)
 
 
-class _TorchEntry:
-    __slots__ = ("seed", "last", "next", "high")
+# --------------------------------------------------------------------------------------------
+# torch.Generator: positions from the generator's state (docs/torch-generators.md)
+TORCH_STREAM = 1 << 63  # the stream of a torch generator's own sequence after manual_seed(s)
 
-    def __init__(self, seed):
-        self.seed = seed
-        self.last = None  # state fingerprint right after this tracker's last draw
-        self.next = 0  # offset where that draw ended
-        self.high = 0  # end of the furthest draw since the generator was last seen fresh
+_M32 = 0xFFFFFFFF
+_HASH_DOMAIN = b"fastrand-torch"  # blake2b personalisation of every hash below
 
 
-class _GeneratorTable:
-    """Per-generator entries: weakly keyed where torch generators allow weak references
-    (torch >= 2.13), else keyed by identity with a reference held, the least recently used
-    forgotten beyond MAX_GENERATORS."""
-
-    MAX_GENERATORS = 4096
-
-    def __init__(self):
-        self._weak = weakref.WeakKeyDictionary()
-        self._strong = OrderedDict()  # id(g) -> (g, entry)
-
-    def get(self, g):
-        try:
-            return self._weak.get(g)
-        except TypeError:
-            item = self._strong.get(id(g))
-            if item is None:
-                return None
-            self._strong.move_to_end(id(g))
-            return item[1]
-
-    def put(self, g, entry):
-        try:
-            self._weak[g] = entry
-        except TypeError:
-            self._strong[id(g)] = (g, entry)
-            while len(self._strong) > self.MAX_GENERATORS:
-                self._strong.popitem(last=False)
+_HASH_BASES: dict = {}  # tag -> blake2b object before any data (copied per hash)
+_HASH_PACK = {k: struct.Struct(f"<{k}Q") for k in (2, 3, 4)}
 
 
-class _TorchTracker:
-    """Reads a torch.Generator as (initial_seed(), stream 0, offset).
+def _hash64(tag, *values):
+    """H64(tag; values): BLAKE2b-64 (person "fastrand-torch", salt = tag) of the values as
+    little-endian uint64, read as a little-endian integer."""
+    base = _HASH_BASES.get(tag)
+    if base is None:
+        base = _HASH_BASES[tag] = hashlib.blake2b(digest_size=8, person=_HASH_DOMAIN, salt=tag)
+    h = base.copy()
+    h.update(_HASH_PACK[len(values)].pack(*values))
+    return int.from_bytes(h.digest(), "little")
 
-    Each draw advances the generator by a tiny amount (one 64-bit draw on the CPU, 4 Philox
-    offsets on CUDA, no kernel) and remembers the state it leaves behind. At the next draw:
-    the remembered state means nothing else touched the generator, so the draw continues where
-    the last one ended; a generator not seen before, in a state that a draw left some generator
-    in (a deepcopy, pickle or set_state copy), continues from there; the state manual_seed(initial_seed())
-    gives means the generator was (re)seeded, so the draw starts at offset 0; any other state
-    means torch's own ops used the generator in between, so the draw starts past the furthest
-    draw since the last seeding and never repeats one. (A copy made after torch's own ops
-    touched the generator, or restored in another process, cannot be recognised: it starts
-    as a new generator would.)
+
+# CPU generators (mt19937). The state tensor is torch's CPUGeneratorImplState, little-endian:
+# the_initial_seed u64 @0, left i32 @8, seeded i32 @12, next u64 @16, the 624 mt19937 words as
+# u64 (upper halves zero) @24, normal_x, normal_y, normal_rho f64 @5016, normal_is_valid i32
+# @5040, 4 pad bytes, next_float_normal_sample f32 @5048, its valid flag @5052, 3 pad bytes.
+_CPU_STATE_LEN = 5056
+_CPU_WORDS = 624
+_CPU_TAG = 0x46524731  # "FRG1": word 0 of a state that a fastrand draw wrote
+_CPU_HEADER = struct.Struct("<QiiQ")  # the_initial_seed, left, seeded, next
+_CPU_PREFIX = struct.Struct("<QiiQQQQQQ")  # header, then words 0-4: tag, stream lo/hi, pos lo/hi
+_CPU_FILLER = _CPU_WORDS - 5  # words 5..623: raw stream v1 words under a hashed key
+_CPU_TAIL = bytes(_CPU_STATE_LEN - 24 - 8 * _CPU_WORDS)  # no cached normals
+
+
+def _cpu_state(seed, stream, pos):
+    """The CPU generator state a fastrand draw leaves behind: torch's seed unchanged; mt19937
+    word 0 the tag, words 1-4 (stream, next position) as 32-bit halves, words 5-623 the stream
+    v1 raw words 0..618 of (key = blake2b-64 of (seed, stream, position), stream 0); left = 1
+    and next = 0, so that torch's next use regenerates all 624 words first; no cached normals."""
+    import numpy as np
+
+    from . import _C
+
+    key = _hash64(b"cpu-fill", seed, stream, pos)
+    words = np.empty(_CPU_FILLER, dtype=np.uint32)
+    _C.fill_cpu(words.ctypes.data, _CPU_FILLER, _C.KIND_WORDS, _C.DT_UINT32, key, 0, 0, 1)
+    return b"".join(
+        (
+            _CPU_PREFIX.pack(
+                seed, 1, 1, 0, _CPU_TAG, stream & _M32, stream >> 32, pos & _M32, pos >> 32
+            ),
+            words.astype("<u8").tobytes(),
+            _CPU_TAIL,
+        )
+    )
+
+
+# Philox generators (CUDA and others): the state is (seed, offset), offset a multiple of 4.
+# A state a fastrand draw left behind has the offset
+#   bit 63: 1, bit 62: 0 (torch keeps 2^62 offsets of room above it), bits 59-61: the
+#   generation g (stream 2^63 + g), bits 18-58: the cursor (next position, 41 bits),
+#   bits 2-17: a 15-bit check of (seed, bits 18-63), bits 0-1: 0.
+# A torch op adds its increment to the offset: an increment below 2^17 never carries out of
+# the check field and leaves it above the check value, so it is always detected.
+_PX_CURSOR_BITS = 41
+_PX_CURSOR_MASK = (1 << _PX_CURSOR_BITS) - 1
+_PX_GENERATIONS = 8
+_PX_START_BITS = 40  # a sequence from a state torch touched first starts below 2^40
+_PX_GAP_BITS = 24  # after a state torch touched: start past the cursor by 1 + gap < 2^24
+
+
+def _px_check(seed, high):
+    return _hash64(b"check", seed, high) >> 49  # 15 bits
+
+
+def _px_encode(seed, generation, cursor):
+    high = (2 << 44) | (generation << _PX_CURSOR_BITS) | cursor
+    return (high << 18) | (_px_check(seed, high) << 2)
+
+
+def _px_next_generation(generation):
+    return generation % (_PX_GENERATIONS - 1) + 1  # 1..7; 0 is the seed's own sequence
+
+
+def _px_position(seed, offset):
+    """(generation, position) of a draw from the Philox state (seed, offset)."""
+    if offset == 0:  # manual_seed(seed)
+        return 0, 0
+    if offset >> 62 == 2 and offset & 3 == 0:
+        high = offset >> 18
+        generation = (high >> _PX_CURSOR_BITS) & (_PX_GENERATIONS - 1)
+        cursor = high & _PX_CURSOR_MASK
+        if (offset >> 2) & 0xFFFF == _px_check(seed, high):  # a state a fastrand draw left
+            return generation, cursor
+        # torch used the generator after a fastrand draw: the cursor field is at or past where
+        # that draw ended; go on, one generation further, past it by a gap hashed from the state
+        gap = _hash64(b"gap", seed, offset) >> (64 - _PX_GAP_BITS)
+        return _px_next_generation(generation), cursor + 1 + gap
+    # torch used the generator since it was seeded, or set_offset put it here
+    return 1, _hash64(b"start", seed, offset) >> (64 - _PX_START_BITS)
+
+
+def _px_after(seed, generation, end):
+    """The offset that records a draw of (generation) ending at position `end`."""
+    if end > _PX_CURSOR_MASK:  # past what the offset can hold: go on one generation further
+        generation = _px_next_generation(generation)
+        end = _hash64(b"wrap", seed, generation, end % U64) >> (64 - _PX_START_BITS)
+    return _px_encode(seed, generation, end)
+
+
+def _capturing():
+    import torch
+
+    return torch.cuda.is_current_stream_capturing()
+
+
+class _TorchStates:
+    """Reads a torch.Generator as (initial_seed(), stream, offset) from its state alone and
+    writes back, under one lock, the state that records the draw (docs/torch-generators.md).
+
+    CPU generators (mt19937): the state right after manual_seed(s) draws at (s, 2^63, 0); a
+    state a fastrand draw wrote (recognised exactly: it is rebuilt from what it encodes) goes on
+    where that draw ended; any other state draws at (s, 2^63 | 63-bit hash of the state, 0).
+    Philox generators (CUDA and others): the offset encodes the position (see _px_position).
+    The two dictionaries only remember results of pure functions of a state, so they change
+    speed, never a result.
     """
 
-    MAX_AFTER = 1 << 16  # remembered post-draw states (copies of generators), oldest dropped
+    CACHE = 256
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._table = _GeneratorTable()
-        self._fresh = OrderedDict()  # (device type, seed) -> fingerprint of manual_seed(seed)
-        # (device type, seed, fingerprint a draw left behind) -> (next offset, furthest end):
-        # lets a copy of a generator (deepcopy, pickle, set_state) continue where it was copied
-        self._after = OrderedDict()
+        self._fresh = OrderedDict()  # seed -> CPU state bytes right after manual_seed(seed)
+        self._written = OrderedDict()  # CPU state bytes a draw writes -> (stream, position)
 
     @staticmethod
-    def _fingerprint(g):
-        if g.device.type != "cpu":
-            try:  # Philox generators (CUDA and others): the state is (seed, offset)
-                return (g.initial_seed(), g.get_offset())
-            except (RuntimeError, AttributeError):
-                pass
-        return hashlib.blake2b(g.get_state().numpy(), digest_size=16).digest()
+    def _remember(table, key, value, bound):
+        table[key] = value
+        if len(table) > bound:
+            table.popitem(last=False)
 
-    def _fresh_fingerprint(self, g, seed):
-        import torch
+    def _fresh_state(self, seed):
+        raw = self._fresh.get(seed)
+        if raw is None:
+            import torch
 
-        key = (str(g.device), seed)
-        fp = self._fresh.get(key)
-        if fp is None:
-            fresh = torch.Generator(device=g.device)
+            fresh = torch.Generator(device="cpu")
             fresh.manual_seed(seed)
-            fp = self._fingerprint(fresh)
-            self._fresh[key] = fp
-            if len(self._fresh) > 1024:
-                self._fresh.popitem(last=False)
-        return fp
+            raw = fresh.get_state().numpy().tobytes()
+            self._remember(self._fresh, seed, raw, 64)
+        return raw
 
-    @staticmethod
-    def _advance(g):
+    def _cpu_position(self, raw, seed):
+        hit = self._written.get(raw)
+        if hit is not None:
+            return hit
+        if raw == self._fresh_state(seed):
+            return TORCH_STREAM, 0
+        _, left, _, nxt, tag, s_lo, s_hi, p_lo, p_hi = _CPU_PREFIX.unpack_from(raw)
+        if tag == _CPU_TAG and left == 1 and nxt == 0 and max(s_lo, s_hi, p_lo, p_hi) <= _M32:
+            stream, pos = s_lo | s_hi << 32, p_lo | p_hi << 32
+            if raw == _cpu_state(seed, stream, pos):
+                return stream, pos
+        h = int.from_bytes(
+            hashlib.blake2b(raw, digest_size=8, person=_HASH_DOMAIN, salt=b"cpu").digest(),
+            "little",
+        )
+        return TORCH_STREAM | (h >> 1), 0
+
+    def _reserve_cpu(self, g, n, two_words):
         import torch
 
-        if g.device.type == "cpu":
-            torch.empty((), dtype=torch.int64).random_(generator=g)
-            return
-        try:  # CUDA (and other Philox) generators: move the offset, no kernel launched
-            g.set_offset(g.get_offset() + 4)
-        except (RuntimeError, AttributeError):
-            torch.empty((), dtype=torch.int64, device=g.device).random_(generator=g)
+        with self._lock:
+            raw = g.get_state().numpy().tobytes()
+            if len(raw) != _CPU_STATE_LEN:
+                raise ValueError(
+                    f"generator: this torch's CPU generator state has {len(raw)} bytes, not the "
+                    f"{_CPU_STATE_LEN} of the layout fastrand reads (docs/torch-generators.md)"
+                )
+            seed = _CPU_HEADER.unpack_from(raw)[0]
+            stream, pos = self._cpu_position(raw, seed)
+            end = next_offset(pos, n, two_words)
+            new = _cpu_state(seed, stream, end)
+            g.set_state(torch.frombuffer(bytearray(new), dtype=torch.uint8))
+            self._remember(self._written, new, (stream, end), self.CACHE)
+            return seed, stream, pos
+
+    def _reserve_philox(self, g, n, two_words):
+        if g.device.type == "cuda" and _capturing():
+            raise ValueError(
+                "generator: a torch.Generator cannot be used while a CUDA graph is being "
+                "captured (torch refuses to read or move its state there, and a captured draw "
+                "would replay the same noise); use fastrand.CudaGraphGenerator, whose state "
+                "lives on the GPU and advances on every replay"
+            )
+        with self._lock:
+            try:
+                offset = g.get_offset()
+            except (RuntimeError, AttributeError, NotImplementedError):
+                raise ValueError(
+                    f"generator: a torch.Generator on {g.device} keeps no Philox offset "
+                    "(get_offset) for fastrand to read; use a fastrand.Generator"
+                ) from None
+            seed = g.initial_seed() % U64
+            generation, pos = _px_position(seed, offset % U64)
+            g.set_offset(_px_after(seed, generation, next_offset(pos, n, two_words)))
+            return seed, TORCH_STREAM + generation, pos
 
     def reserve(self, g, n, two_words):
-        with self._lock:
-            seed = g.initial_seed() % U64
-            ent = self._table.get(g)
-            new = ent is None or ent.seed != seed
-            if new:
-                ent = _TorchEntry(seed)
-                self._table.put(g, ent)
-            fp = self._fingerprint(g)
-            kind = g.device.type
-            if not new and fp == ent.last:
-                offset = ent.next
-            elif fp == self._fresh_fingerprint(g, seed):
-                offset = ent.high = 0
-            elif new and (kind, seed, fp) in self._after:
-                # a generator this tracker has not seen, in a state one of our draws left
-                # behind: a deepcopy / pickle / set_state copy, which continues from there
-                offset, ent.high = self._after[(kind, seed, fp)]
-            else:
-                offset = ent.high
-            end = offset + (offset & 1 if two_words else 0) + (2 * n if two_words else n)
-            self._advance(g)
-            ent.last = self._fingerprint(g)
-            ent.next = end
-            ent.high = max(ent.high, end)
-            self._after[(kind, seed, ent.last)] = (end, ent.high)
-            while len(self._after) > self.MAX_AFTER:
-                self._after.popitem(last=False)
-            return seed, 0, offset % U64
+        """(seed, stream, offset) for an n-value request, advancing the torch generator."""
+        if g.device.type == "cpu":
+            return self._reserve_cpu(g, n, two_words)
+        return self._reserve_philox(g, n, two_words)
 
 
-TORCH_TRACKER = _TorchTracker()
+TORCH_TRACKER = _TorchStates()
