@@ -244,11 +244,11 @@ def test_meta_default_device():
     try:
         torch.set_default_device("meta")
         g = torch.Generator().manual_seed(2)
-        a = fastrand.randn(5, generator=g)
+        a = fastrand.randn(5, generator=g, device="cpu")
         h = torch.Generator()  # a copy made under the meta default device continues
         h.set_state(g.get_state())
-        b = fastrand.randn(5, generator=g)
-        c = fastrand.randn(5, generator=h)
+        b = fastrand.randn(5, generator=g, device="cpu")
+        c = fastrand.randn(5, generator=h, device="cpu")
     finally:
         torch.set_default_device(before)
     assert a.device.type == "cpu"
