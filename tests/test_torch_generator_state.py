@@ -457,6 +457,17 @@ def test_capture_refused_with_a_pointer_to_cuda_graph_generator(monkeypatch):
     assert np.array_equal(_words(cpu, 3), ref_bits("words", 4, R, 0, 3))
 
 
+def test_capture_refused_in_a_list_before_any_row_draws(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    first, cpu = fastrand.Generator(1), torch.Generator().manual_seed(2)
+    cpu_state = cpu.get_state().clone()
+    g = PhiloxGen().manual_seed(4)
+    with pytest.raises(ValueError, match="generator.*CudaGraphGenerator"):
+        fastrand.randn_tensor((3, 2), generator=[first, cpu, g])
+    assert first.get_offset() == 0 and g.get_offset() == 0  # no row drew
+    assert torch.equal(cpu.get_state(), cpu_state)
+
+
 def test_generator_without_offset_is_refused():
     class NoOffset(torch.Generator):
         @property

@@ -224,7 +224,9 @@ def _draw_rows(out, shape, n, generators, device, kind, code, two_words):
             _check_graph_generator(
                 gi, out.device, f"the CudaGraphGenerator at element {i} of the list"
             )
-        elif not isinstance(gi, (Generator, torch.Generator)):
+        elif isinstance(gi, torch.Generator):
+            TORCH_TRACKER.precheck(gi)
+        elif not isinstance(gi, Generator):
             raise TypeError(
                 f"generator: element {i} of the list is a "
                 f"{type(gi).__name__}, expected a fastrand.Generator, "

@@ -399,7 +399,14 @@ class _TorchStates:
             self._remember(self._written, new, (stream, end), self.CACHE)
             return seed, stream, pos
 
-    def _reserve_philox(self, g, n, two_words):
+    def precheck(self, g):
+        """Refuses what reserve(g, ...) would refuse before drawing, without advancing g (a
+        generator list checks every row before any row draws)."""
+        if g.device.type != "cpu":
+            self._refuse_capture(g)
+
+    @staticmethod
+    def _refuse_capture(g):
         if g.device.type == "cuda" and _capturing():
             raise ValueError(
                 "generator: a torch.Generator cannot be used while a CUDA graph is being "
@@ -407,6 +414,9 @@ class _TorchStates:
                 "would replay the same noise); use fastrand.CudaGraphGenerator, whose state "
                 "lives on the GPU and advances on every replay"
             )
+
+    def _reserve_philox(self, g, n, two_words):
+        self._refuse_capture(g)
         with self._lock:
             try:
                 offset = g.get_offset()
