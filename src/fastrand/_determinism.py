@@ -9,6 +9,7 @@ the same bits: matrix products and convolutions still round differently across h
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
@@ -21,8 +22,8 @@ _ENV = "CUBLAS_WORKSPACE_CONFIG"
 # torch.backends.cudnn.allow_tf32, set_float32_matmul_precision) are separate state that torch
 # compares against these keys; mixing the two APIs is what makes its getters raise. On such a
 # torch only the new API is used, and only keys that can be put back exactly are touched.
-_GET = getattr(torch._C, "_get_fp32_precision_getter", None)
-_SET = getattr(torch._C, "_set_fp32_precision_setter", None)
+_GET: Any = getattr(torch._C, "_get_fp32_precision_getter", None)
+_SET: Any = getattr(torch._C, "_set_fp32_precision_setter", None)
 _CUDA_OPS = ("matmul", "conv", "rnn")
 
 
@@ -61,7 +62,7 @@ class _Settings:
     settings on exit (restore() does the same explicitly)."""
 
     def __init__(self, warn_only):
-        self._saved = {
+        self._saved: dict[str, Any] = {
             "env": os.environ.get(_ENV),
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -88,7 +89,7 @@ class _Settings:
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
 
-    def restore(self):
+    def restore(self) -> None:
         if self._restored:
             return
         s = self._saved
@@ -117,7 +118,7 @@ class _Settings:
         return False
 
 
-def enable_full_determinism(warn_only=False):
+def enable_full_determinism(warn_only: bool = False) -> _Settings:
     """Sets CUBLAS_WORKSPACE_CONFIG=:16:8, deterministic algorithms on (errors for ops without a
     deterministic implementation unless warn_only), cuDNN deterministic and benchmark off, TF32
     off for CUDA matmul and cuDNN. On torch >= 2.9 this uses only the fp32_precision API

@@ -16,6 +16,11 @@ import os
 import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, SupportsIndex
+
+if TYPE_CHECKING:
+    import torch
 
 U64 = 1 << 64
 _STATE_MAGIC = b"FRG1"
@@ -32,7 +37,7 @@ def _as_int(value, name):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None
 
 
-def check_seed(seed, name="seed"):
+def check_seed(seed: SupportsIndex, name: str = "seed") -> int:
     """Seeds are taken modulo 2^64 (negative seeds allowed, as in torch)."""
     s = _as_int(seed, name)
     if not -(1 << 63) <= s < U64:
@@ -40,7 +45,7 @@ def check_seed(seed, name="seed"):
     return s % U64
 
 
-def check_u64(value, name):
+def check_u64(value: SupportsIndex, name: str) -> int:
     v = _as_int(value, name)
     if not 0 <= v < U64:
         raise ValueError(f"{name}: expected an integer in [0, 2^64), got {v}")
@@ -50,7 +55,7 @@ def check_u64(value, name):
 MAX_NUMEL = (1 << 63) - 1
 
 
-def check_shape(shape, name="shape"):
+def check_shape(shape: Sequence[SupportsIndex], name: str = "shape") -> tuple[int, ...]:
     """A tuple or list (torch.Size is a tuple) of non-negative integers with fewer than 2^63
     elements in all; returns it as a tuple of ints."""
     if (
@@ -78,7 +83,7 @@ def check_shape(shape, name="shape"):
     return tuple(dims)
 
 
-def next_offset(offset, n, two_words):
+def next_offset(offset: int, n: int, two_words: bool) -> int:
     """The offset after a request of n values at `offset` (spec sections 2 and 5)."""
     if two_words:
         return (offset + (offset & 1) + 2 * n) % U64
@@ -108,7 +113,7 @@ class Generator:
         self._offset = check_u64(offset, "offset")
 
     # torch.Generator-like interface -----------------------------------------------------------
-    def manual_seed(self, seed):
+    def manual_seed(self, seed: SupportsIndex) -> Generator:
         """Sets the seed and restarts the sequence (offset 0). Returns self."""
         s = check_seed(seed)
         with self._lock:
@@ -116,36 +121,36 @@ class Generator:
             self._offset = 0
         return self
 
-    def seed(self):
+    def seed(self) -> int:
         """Reseeds from the operating system's entropy; returns the new seed."""
         s = _random_seed()
         self.manual_seed(s)
         return s
 
-    def initial_seed(self):
+    def initial_seed(self) -> int:
         return self._seed
 
     @property
-    def stream(self):
+    def stream(self) -> int:
         return self._stream
 
-    def get_offset(self):
+    def get_offset(self) -> int:
         return self._offset
 
-    def set_offset(self, offset):
+    def set_offset(self, offset: SupportsIndex) -> Generator:
         """Moves the generator to position `offset`. Returns self."""
         o = check_u64(offset, "offset")
         with self._lock:
             self._offset = o
         return self
 
-    def get_state(self):
+    def get_state(self) -> torch.Tensor:
         """The state as a torch.uint8 tensor of 32 bytes (see set_state)."""
         import torch
 
         return torch.frombuffer(bytearray(self._state_bytes()), dtype=torch.uint8)
 
-    def set_state(self, state):
+    def set_state(self, state: torch.Tensor | bytes | bytearray | memoryview) -> Generator:
         """Restores a state from get_state() (a uint8 tensor, bytes or bytearray). Returns self."""
         if isinstance(state, (bytes, bytearray, memoryview)):
             raw = bytes(state)
@@ -153,7 +158,7 @@ class Generator:
             try:
                 import torch
             except ImportError:  # pragma: no cover
-                torch = None
+                torch = None  # type: ignore[assignment]
             if torch is None or not isinstance(state, torch.Tensor):
                 raise TypeError(
                     "state: expected a torch.uint8 tensor or bytes from get_state(), "
@@ -169,7 +174,7 @@ class Generator:
             self._seed, self._stream, self._offset = seed, stream, offset
         return self
 
-    def clone(self):
+    def clone(self) -> Generator:
         """An independent generator at the same (seed, stream, offset)."""
         with self._lock:
             return Generator(self._seed, offset=self._offset, stream=self._stream)

@@ -65,7 +65,7 @@ def keep_for_capture(state: torch.Tensor) -> None:
         return
     with _KEEP_LOCK:
         try:
-            graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()  # type: ignore[attr-defined]
+            graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()
             held = graph.__dict__.setdefault("_fastrand_states", [])
         except (AttributeError, RuntimeError, TypeError):
             held = _KEEP_FOREVER

@@ -13,12 +13,17 @@ torch.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import SupportsIndex, Union
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import _C
 from ._generator import _as_int, check_seed, check_shape, check_u64
 from ._generator import next_offset as _next_offset
+
+_Shape = Union[SupportsIndex, Sequence[SupportsIndex]]
 
 __all__ = ["randn", "rand", "random_words", "next_offset"]
 
@@ -96,26 +101,49 @@ def _draw(kind, shape, seed, offset, stream, dt, code, threads):
     return out
 
 
-def randn(shape, seed, offset=0, stream=0, dtype=np.float32, *, threads=None):
+def randn(
+    shape: _Shape,
+    seed: SupportsIndex,
+    offset: SupportsIndex = 0,
+    stream: SupportsIndex = 0,
+    dtype: DTypeLike = np.float32,
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
     """Standard normals of stream v1 at (seed, stream, offset), as a NumPy array."""
     dt, code = _dtype_arg(dtype)
     return _draw(_C.KIND_NORMAL, shape, seed, offset, stream, dt, code, threads)
 
 
-def rand(shape, seed, offset=0, stream=0, dtype=np.float32, *, threads=None):
+def rand(
+    shape: _Shape,
+    seed: SupportsIndex,
+    offset: SupportsIndex = 0,
+    stream: SupportsIndex = 0,
+    dtype: DTypeLike = np.float32,
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
     """Uniform [0, 1) values of stream v1 at (seed, stream, offset), as a NumPy array."""
     dt, code = _dtype_arg(dtype)
     return _draw(_C.KIND_UNIFORM, shape, seed, offset, stream, dt, code, threads)
 
 
-def random_words(shape, seed, offset=0, stream=0, *, threads=None):
+def random_words(
+    shape: _Shape,
+    seed: SupportsIndex,
+    offset: SupportsIndex = 0,
+    stream: SupportsIndex = 0,
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
     """The raw 32-bit Philox words of stream v1 (np.uint32)."""
     return _draw(
         _C.KIND_WORDS, shape, seed, offset, stream, np.dtype(np.uint32), _C.DT_UINT32, threads
     )
 
 
-def next_offset(offset, n, dtype=np.float32):
+def next_offset(offset: SupportsIndex, n: SupportsIndex, dtype: DTypeLike = np.float32) -> int:
     """The offset after drawing n values of `dtype` at `offset` (float64 takes two positions per
     value, starting at an even position)."""
     o = check_u64(offset, "offset")
