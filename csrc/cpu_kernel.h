@@ -43,6 +43,39 @@ inline uint64_t simd_groups(typename Op::T* __restrict o, uint64_t b0, uint64_t 
   }
   return k;
 }
+
+// The same for ops with two float64 values per block: Philox on the 32-bit lanes of LP, the
+// float64 math on the 64-bit lanes of LD (as many blocks: the words pass through a small
+// buffer, zero-extended on the way back in).
+template <class LP, class LD, class Op>
+inline uint64_t simd_groups64(double* __restrict o, uint64_t b0, uint64_t k, uint64_t nfull,
+                              uint32_t s_lo, uint32_t s_hi, const RoundKeys& rk) {
+  using U = typename LP::U;
+  constexpr int W = LP::WIDTH;
+  static_assert(LD::WIDTH == W, "one block per lane in both lane types");
+  const U lane = LP::iota();
+  for (; k + W <= nfull; k += W) {
+    const uint64_t b = (b0 + k) & BLOCK_MASK;
+    const U base = LP::splat_u(uint32_t(b));
+    U x = base + lane;
+    U y = (LP::splat_u(uint32_t(b >> 32)) +
+           LP::sel_u(LP::ugt(base, x), LP::splat_u(1u), LP::splat_u(0u))) &
+          LP::splat_u(0x3fffffffu);
+    U z = LP::splat_u(s_lo), w = LP::splat_u(s_hi);
+    philox_lanes<LP>(x, y, z, w, rk);
+    alignas(64) uint32_t words[4][W];
+    static_assert(sizeof(U) == sizeof(words[0]), "lanes in block order");
+    memcpy(words[0], &x, sizeof(U));
+    memcpy(words[1], &y, sizeof(U));
+    memcpy(words[2], &z, sizeof(U));
+    memcpy(words[3], &w, sizeof(U));
+    typename LD::D v[2];
+    Op::template eval_lanes64<LD>(LD::load_words(words[0]), LD::load_words(words[1]),
+                                  LD::load_words(words[2]), LD::load_words(words[3]), v);
+    LD::store_blocks(o + k * 2, v);
+  }
+  return k;
+}
 #endif
 
 // Whole blocks b0 .. b0 + nfull - 1 into o (4 values each). The generic loop evaluates one
@@ -62,6 +95,11 @@ inline void whole_blocks(typename Op::T* __restrict o, uint64_t b0, uint64_t nfu
     k = simd_groups<PairLanes<PairLanes<SimdLanes>>, Op>(o, b0, 0, nfull, s_lo, s_hi, rk);
     k = simd_groups<PairLanes<SimdLanes>, Op>(o, b0, k, nfull, s_lo, s_hi, rk);
     k = simd_groups<SimdLanes, Op>(o, b0, k, nfull, s_lo, s_hi, rk);
+  }
+  if constexpr (P == 2) {
+    k = simd_groups64<PairLanes<SimdLanes>, PairLanes64<PairLanes64<SimdLanes64>>, Op>(
+        o, b0, 0, nfull, s_lo, s_hi, rk);
+    k = simd_groups64<SimdLanes, PairLanes64<SimdLanes64>, Op>(o, b0, k, nfull, s_lo, s_hi, rk);
   }
 #endif
   for (; k < nfull; ++k) {
