@@ -301,9 +301,7 @@ struct PairLanes64 {
   static M ne(M x, M y) { return {L::ne(x.a, y.a), L::ne(x.b, y.b)}; }
   static D sel(M m, D x, D y) { return {L::sel(m.a, x.a, y.a), L::sel(m.b, x.b, y.b)}; }
   static Q sel_q(M m, Q x, Q y) { return {L::sel_q(m.a, x.a, y.a), L::sel_q(m.b, x.b, y.b)}; }
-  static Q load_words(const uint32_t* p) {
-    return {L::load_words(p), L::load_words(p + L::WIDTH)};
-  }
+  static Q load_words(const uint32_t* p) { return {L::load_words(p), L::load_words(p + L::WIDTH)}; }
   static void store_blocks(double* dst, const D v[2]) {
     const typename L::D va[2] = {v[0].a, v[1].a}, vb[2] = {v[0].b, v[1].b};
     L::store_blocks(dst, va);

@@ -548,24 +548,22 @@ FR_HD typename L::D log_d_t(typename L::D v) {
   // along unchanged. k = (hx >> 20) - 0x3ff is the top 12 bits of b minus 0x3ff.
   const Q b = L::as_q(v) + L::splat_q(uint64_t(0x3ff00000u - 0x3fe6a09eu) << 32);
   const D dk = L::cvt_exponent(b >> 52);  // |k| <= 53: exact
-  const D x = L::as_d((b & L::splat_q(0x000fffffffffffffull)) +
-                      L::splat_q(uint64_t(0x3fe6a09eu) << 32));
+  const D x =
+      L::as_d((b & L::splat_q(0x000fffffffffffffull)) + L::splat_q(uint64_t(0x3fe6a09eu) << 32));
   const D f = L::sub(x, L::splat(1.0));
   const D hfsq = L::mul(L::mul(L::splat(0.5), f), f);
   const D s = L::div(f, L::add(L::splat(2.0), f));
   const D z = L::mul(s, s);
   const D w = L::mul(z, z);
-  const D t1 =
-      L::mul(w, L::fma(w, L::fma(w, L::splat(d_bits(Lg6)), L::splat(d_bits(Lg4))),
-                       L::splat(d_bits(Lg2))));
-  const D t2 = L::mul(
-      z, L::fma(w,
-                L::fma(w, L::fma(w, L::splat(d_bits(Lg7)), L::splat(d_bits(Lg5))),
-                       L::splat(d_bits(Lg3))),
-                L::splat(d_bits(Lg1))));
+  const D t1 = L::mul(
+      w, L::fma(w, L::fma(w, L::splat(d_bits(Lg6)), L::splat(d_bits(Lg4))), L::splat(d_bits(Lg2))));
+  const D t2 = L::mul(z, L::fma(w,
+                                L::fma(w, L::fma(w, L::splat(d_bits(Lg7)), L::splat(d_bits(Lg5))),
+                                       L::splat(d_bits(Lg3))),
+                                L::splat(d_bits(Lg1))));
   const D R = L::add(t2, t1);
-  const D inner = L::add(
-      L::sub(L::fma(s, L::add(hfsq, R), L::mul(dk, L::splat(d_bits(LN2_LO)))), hfsq), f);
+  const D inner =
+      L::add(L::sub(L::fma(s, L::add(hfsq, R), L::mul(dk, L::splat(d_bits(LN2_LO)))), hfsq), f);
   return L::fma(dk, L::splat(d_bits(LN2_HI)), inner);
 }
 
