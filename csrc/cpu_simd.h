@@ -1,8 +1,9 @@
 // SIMD lane types for the CPU kernels: the stream math of fastrand_stream.h evaluated on 8
-// (AVX2+FMA) or 16 (AVX-512) Philox blocks at once. Only exactly rounded IEEE lane operations:
-// +, -, * on GCC vector types (never contracted: -ffp-contract=off), vfmadd for the spec's
-// fused steps, vsqrtps, and exact or correctly rounded conversions. Included by the per-ISA
-// translation units compiled with the matching -m flags.
+// (AVX2+FMA) or 16 (AVX-512) Philox blocks at once in 32-bit lanes (SimdLanes), and the float64
+// math on 4 or 8 blocks at once in 64-bit lanes (SimdLanes64). Only exactly rounded IEEE lane
+// operations: +, -, *, / on GCC vector types (never contracted: -ffp-contract=off), vfmadd for
+// the spec's fused steps, vsqrtps / vsqrtpd, and exact or correctly rounded conversions.
+// Included by the per-ISA translation units compiled with the matching -m flags.
 #pragma once
 
 #include <immintrin.h>
