@@ -1,4 +1,5 @@
-"""CPU benchmark: fastrand vs torch.randn vs diffusers' CPU-generator path vs NumPy Philox.
+"""CPU benchmark: fastrand vs torch.randn vs diffusers' CPU-generator path vs NumPy Philox, and
+for float64 vs Intel MKL's Philox Box-Muller when ``mkl_random`` is importable (optional).
 
 Usage (from the repository root):
     PYTHONPATH=src python benchmarks/bench_cpu.py [--quick] [--out DIR]
@@ -43,6 +44,7 @@ def configs(quick):
             (REF_SHAPE, torch.float32),
             (LATENT_REF, torch.float32),
             (REF_SHAPE, torch.bfloat16),
+            (REF_SHAPE, torch.float64),
         ]
     out = [(s, dt) for dt in DTYPES for s in LATENTS + FLAT]
     out += [(s, torch.float64) for s in F64_SHAPES]
@@ -67,6 +69,13 @@ def m_fastrand(shape, dtype):
     return lambda: fastrand.randn_tensor(shape, generator=g, device="cpu", dtype=dtype)
 
 
+def m_fastrand_numpy(n, threads):
+    # the NumPy front end: a NumPy array, allocated as MKL's and NumPy's draws are
+    import fastrand.numpy as frnp
+
+    return lambda: frnp.randn(n, 0, dtype=np.float64, threads=threads)
+
+
 def m_words(shape):
     g = fastrand.Generator(0)
     return lambda: fastrand.random_words(shape, generator=g)
@@ -75,6 +84,23 @@ def m_words(shape):
 def m_numpy(n, np_dtype):
     rng = np.random.Generator(np.random.Philox(0))
     return lambda: rng.standard_normal(n, dtype=np_dtype)
+
+
+def mkl_random_module():
+    """Intel MKL's random module (``pip install mkl_random``), or None: an optional comparison,
+    never a dependency."""
+    try:
+        import mkl_random
+    except ImportError:
+        return None
+    return mkl_random
+
+
+def m_mkl(n, mkl_random):
+    # MKL's PHILOX4X32X10 engine with its BoxMuller2 Gaussian method, float64 (single-threaded:
+    # one VSL stream); a fresh array each call, as fastrand's and torch's draws
+    rs = mkl_random.RandomState(0, brng="PHILOX4X32X10")
+    return lambda: rs.standard_normal(n, method="BoxMuller2")
 
 
 def with_isa(isa, fn, default_isa):
@@ -134,6 +160,15 @@ def run(args):
         "(same shape, dtype and threads; >1 means faster than torch.randn)\n"
     )
 
+    mkl_random = mkl_random_module()
+    print(
+        "MKL comparison (float64 rows): "
+        + (
+            f"mkl_random {getattr(mkl_random, '__version__', '?')}, PHILOX4X32X10 + BoxMuller2"
+            if mkl_random
+            else "mkl_random not importable, skipped"
+        )
+    )
     rows = []
     consistency = {}
     try:
@@ -163,6 +198,10 @@ def run(args):
                     fns[(f"numpy philox {np.dtype(np_dtype).name}", None, "normal")] = m_numpy(
                         n, np_dtype
                     )
+                if dtype == torch.float64:
+                    fns[(FRNP_METHOD, None, "normal")] = m_fastrand_numpy(n, threads)
+                    if mkl_random and threads == thread_counts[0]:
+                        fns[(MKL_METHOD, None, "normal")] = m_mkl(n, mkl_random)
                 times = C.time_cpu_interleaved(fns, **tkw)
                 block = []
                 for (method, isa, kind), t in times.items():
@@ -243,7 +282,10 @@ STAGE_COLUMNS = [
     ("transform", "transform f32"),
     ("float16", "float16"),
     ("bfloat16", "bfloat16"),
+    ("float64", "float64"),
 ]
+MKL_METHOD = "mkl philox BoxMuller2"
+FRNP_METHOD = "fastrand.numpy"
 
 
 def stage_table(rows, isas):
@@ -301,8 +343,8 @@ def make_summary(rows, isas, thread_counts, default_isa):
     best = min(cands, key=lambda r: r["time_ms"])["isa"] if cands else default_isa
     fr = f"fastrand[{best}]"
 
-    def entry(label, shape, dtype, threads):
-        r = _find(rows, shape, dtype, fr, threads)
+    def entry(label, shape, dtype, threads, method=fr):
+        r = _find(rows, shape, dtype, method, threads)
         if r is None:
             return {"label": label, "measured": False}
         e = {
@@ -327,6 +369,9 @@ def make_summary(rows, isas, thread_counts, default_isa):
         ]
         if npr:
             e["vs_numpy"] = npr[0]["time_ms"] / r["time_ms"]
+        mkl = _find(rows, shape, dtype, MKL_METHOD, thread_counts[0])
+        if mkl:
+            e["vs_mkl"] = mkl["time_ms"] / r["time_ms"]
         return e
 
     return {
@@ -339,6 +384,9 @@ def make_summary(rows, isas, thread_counts, default_isa):
             entry(f"float32 (1,4,128,128), {tmax} threads", LATENT_REF, "float32", tmax),
             entry(f"float16 2^22, {tmax} threads", REF_SHAPE, "float16", tmax),
             entry(f"bfloat16 2^22, {tmax} threads", REF_SHAPE, "bfloat16", tmax),
+            entry("float64 2^22, 1 thread", REF_SHAPE, "float64", 1),
+            entry(f"float64 2^22, {tmax} threads", REF_SHAPE, "float64", tmax),
+            entry("float64 2^22, NumPy API, 1 thread", REF_SHAPE, "float64", 1, FRNP_METHOD),
         ],
     }
 
@@ -358,6 +406,8 @@ def print_summary(s, consistency, info):
             extra += f", x{e['vs_diffusers']:.2f} vs diffusers path"
         if "vs_numpy" in e:
             extra += f", x{e['vs_numpy']:.2f} vs numpy philox (1 thread)"
+        if "vs_mkl" in e:
+            extra += f", x{e['vs_mkl']:.2f} vs MKL philox BoxMuller2 (1 thread)"
         print(
             f"  {e['label']:<32} {e['fastrand_ms']:8.3f} ms  {e['fastrand_gvals']:6.3f} G/s  "
             f"x{e['vs_torch']:.2f} vs torch.randn{extra}"
@@ -383,7 +433,8 @@ def plot(rows, isas, thread_counts, path, info):
                 continue
             if len(r["shape_tuple"]) > 1 and r["numel"] in flat_sizes:
                 continue  # same size as a flat point, e.g. (1,4,128,128) = 2^16: one point each
-            if r["isa"] is None and r["threads"] != tmax and not r["method"].startswith("numpy"):
+            single = r["method"].startswith("numpy") or r["method"] == MKL_METHOD
+            if r["isa"] is None and r["threads"] != tmax and not single:
                 continue  # torch.randn / diffusers: the all-threads run only
             label = r["method"] if r["isa"] is None else f"{r['method']} {r['threads']}T"
             if r["isa"] is not None and r["threads"] not in (1, tmax):

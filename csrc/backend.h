@@ -49,6 +49,9 @@ std::string cpu_isa_selected();
 std::string cpu_isa_env_warning();
 // Forces a path by name; returns false if this build/processor lacks it.
 bool cpu_isa_select(const std::string& name);
+// Tests: the values of (kind, dtype) of nblocks blocks whose four words each are given
+// (words[4i + j]: word j of block i), on the selected path's lanes, in position order.
+void cpu_transform_blocks(int kind, int dtype, const uint32_t* words, void* out, uint64_t nblocks);
 
 #if defined(FASTRAND_WITH_CUDA)
 // CUDA: launched on `cuda_stream` of `device`, under a device guard; no synchronisation.

@@ -101,6 +101,17 @@ PYBIND11_MODULE(_C, m) {
   m.def("fill_cpu", &fill_cpu, py::arg("ptr"), py::arg("n"), py::arg("kind"), py::arg("dtype"),
         py::arg("seed"), py::arg("stream"), py::arg("offset"), py::arg("threads"),
         "Write n values of the stream to the buffer at ptr (GIL released).");
+  m.def(
+      "transform_cpu",
+      [](int kind, int dtype, uintptr_t words, uintptr_t out, uint64_t nblocks) {
+        const Request r = make_request(out, nblocks, kind, dtype, 0, 0, 0);
+        if (nblocks != 0 && words == 0) throw py::value_error("fastrand._C: null words pointer");
+        py::gil_scoped_release nogil;
+        cpu_transform_blocks(kind, dtype, reinterpret_cast<const uint32_t*>(words), r.out, nblocks);
+      },
+      py::arg("kind"), py::arg("dtype"), py::arg("words"), py::arg("out"), py::arg("nblocks"),
+      "Tests: the values of nblocks blocks from their given words (4 uint32 each) on the "
+      "selected CPU path.");
   m.def("probe_cpu", &probe_cpu, py::arg("which"), py::arg("ptr"), py::arg("first"),
         py::arg("count"), py::arg("threads"));
   m.def(

@@ -12,32 +12,37 @@
 namespace fastrand {
 
 void cpu_fill_piece_scalar(const Request& r, uint64_t first, uint64_t count);
+void cpu_transform_blocks_scalar(int, int, const uint32_t*, void*, uint64_t);
 #if defined(__x86_64__) || defined(_M_X64)
 #define FR_X86 1
 void cpu_fill_piece_avx2(const Request& r, uint64_t first, uint64_t count);
 void cpu_fill_piece_avx512(const Request& r, uint64_t first, uint64_t count);
+void cpu_transform_blocks_avx2(int, int, const uint32_t*, void*, uint64_t);
+void cpu_transform_blocks_avx512(int, int, const uint32_t*, void*, uint64_t);
 #endif
 
 namespace {
 
 using PieceFn = void (*)(const Request&, uint64_t, uint64_t);
+using TransformFn = void (*)(int, int, const uint32_t*, void*, uint64_t);
 
 struct Isa {
   const char* name;
   PieceFn fn;
+  TransformFn transform;
 };
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> v;
-  v.push_back({"scalar", cpu_fill_piece_scalar});
+  v.push_back({"scalar", cpu_fill_piece_scalar, cpu_transform_blocks_scalar});
 #if defined(FR_X86)
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                     __builtin_cpu_supports("f16c");
-  if (avx2) v.push_back({"avx2", cpu_fill_piece_avx2});
+  if (avx2) v.push_back({"avx2", cpu_fill_piece_avx2, cpu_transform_blocks_avx2});
   if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-    v.push_back({"avx512", cpu_fill_piece_avx512});
+    v.push_back({"avx512", cpu_fill_piece_avx512, cpu_transform_blocks_avx512});
 #endif
   return v;
 }
@@ -113,6 +118,10 @@ bool cpu_isa_select(const std::string& name) {
       return true;
     }
   return false;
+}
+
+void cpu_transform_blocks(int kind, int dtype, const uint32_t* words, void* out, uint64_t nblocks) {
+  isas()[selected().load()].transform(kind, dtype, words, out, nblocks);
 }
 
 void cpu_fill(const Request& r, int threads) {

@@ -7,4 +7,8 @@ namespace fastrand {
 void cpu_fill_piece_avx512(const Request& r, uint64_t first, uint64_t count) {
   isa_avx512::fill_piece(r, first, count);
 }
+void cpu_transform_blocks_avx512(int kind, int dtype, const uint32_t* words, void* out,
+                                 uint64_t nblocks) {
+  isa_avx512::transform_blocks(kind, dtype, words, out, nblocks);
+}
 }  // namespace fastrand

@@ -1,8 +1,9 @@
 // SIMD lane types for the CPU kernels: the stream math of fastrand_stream.h evaluated on 8
-// (AVX2+FMA) or 16 (AVX-512) Philox blocks at once. Only exactly rounded IEEE lane operations:
-// +, -, * on GCC vector types (never contracted: -ffp-contract=off), vfmadd for the spec's
-// fused steps, vsqrtps, and exact or correctly rounded conversions. Included by the per-ISA
-// translation units compiled with the matching -m flags.
+// (AVX2+FMA) or 16 (AVX-512) Philox blocks at once in 32-bit lanes (SimdLanes), and the float64
+// math on 4 or 8 blocks at once in 64-bit lanes (SimdLanes64). Only exactly rounded IEEE lane
+// operations: +, -, *, / on GCC vector types (never contracted: -ffp-contract=off), vfmadd for
+// the spec's fused steps, vsqrtps / vsqrtpd, and exact or correctly rounded conversions.
+// Included by the per-ISA translation units compiled with the matching -m flags.
 #pragma once
 
 #include <immintrin.h>
@@ -37,6 +38,31 @@ struct VectorLanes {
   static M msb(U a) { return (M)a < 0; }
   static F sel(M m, F a, F b) { return m ? a : b; }
   static U sel_u(M m, U a, U b) { return m ? a : b; }
+};
+
+// The float64 counterpart (fastrand_stream.h's ScalarLanes64 at W lanes): exactly rounded +, -,
+// *, / (never contracted), 64-bit integer, bit and mask operations. Compares are signed: the
+// stream compares values below 2^63 only.
+template <int W>
+struct VectorLanes64 {
+  static constexpr int WIDTH = W;
+  typedef double D __attribute__((vector_size(8 * W)));
+  typedef uint64_t Q __attribute__((vector_size(8 * W)));
+  typedef int64_t M __attribute__((vector_size(8 * W)));
+
+  static D mul(D a, D b) { return a * b; }
+  static D add(D a, D b) { return a + b; }
+  static D sub(D a, D b) { return a - b; }
+  static D div(D a, D b) { return a / b; }
+  // double(e - 1023), e < 2048: 2^52 + e from the bits, minus 2^52 + 1023 (exact)
+  static D cvt_exponent(Q e) { return as_d(e + 0x4330000000000000ull) - 0x1.00000000003ffp+52; }
+  static Q as_q(D d) { return (Q)d; }
+  static D as_d(Q q) { return (D)q; }
+  static M gt(Q a, Q b) { return (M)a > (M)b; }
+  static M msb(Q a) { return (M)a < 0; }
+  static M ne(M a, M b) { return a ^ b; }
+  static D sel(M m, D a, D b) { return m ? a : b; }
+  static Q sel_q(M m, Q a, Q b) { return m ? a : b; }
 };
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__FMA__)
@@ -86,6 +112,24 @@ struct SimdLanes : VectorLanes<16> {
     }
   }
 };
+struct SimdLanes64 : VectorLanes64<8> {
+  static D fma(D a, D b, D c) { return (D)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c); }
+  static D sqrt(D a) { return (D)_mm512_sqrt_pd((__m512d)a); }
+  static D cvt_exact(Q v) { return (D)_mm512_cvtepu64_pd((__m512i)v); }  // v <= 2^53: exact
+  static D splat(double c) { return (D)_mm512_set1_pd(c); }
+  static Q splat_q(uint64_t c) { return (Q)_mm512_set1_epi64((long long)c); }
+  // W words, zero-extended into 64-bit lanes
+  static Q load_words(const uint32_t* p) {
+    return (Q)_mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  // Writes W blocks' two values in position order: dst[2e + j] = v[j] lane e.
+  static void store_blocks(double* dst, const D v[2]) {
+    const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    const __m512i hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    _mm512_storeu_pd(dst, _mm512_permutex2var_pd((__m512d)v[0], lo, (__m512d)v[1]));
+    _mm512_storeu_pd(dst + 8, _mm512_permutex2var_pd((__m512d)v[0], hi, (__m512d)v[1]));
+  }
+};
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define FR_HAVE_SIMD_LANES 1
 struct SimdLanes : VectorLanes<8> {
@@ -133,6 +177,28 @@ struct SimdLanes : VectorLanes<8> {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8 * q),
                             _mm256_permute4x64_epi64(_mm256_packus_epi32(o[q], o[q + 1]), 0xD8));
     }
+  }
+};
+struct SimdLanes64 : VectorLanes64<4> {
+  static D fma(D a, D b, D c) { return (D)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c); }
+  static D sqrt(D a) { return (D)_mm256_sqrt_pd((__m256d)a); }
+  // AVX2 has no 64-bit integer conversion: v = hi 2^32 + lo (hi <= 2^21) from two exact
+  // magic-number readings, 2^84 + hi 2^32 and 2^52 + lo; (2^84 + hi 2^32) - (2^84 + 2^52) is
+  // exact, and so is adding 2^52 + lo, since the sum v <= 2^53 is representable.
+  static D cvt_exact(Q v) {
+    const D hi = as_d((v >> 32) + 0x4530000000000000ull) - 0x1.00000001p+84;
+    return hi + as_d((v & 0xffffffffull) + 0x4330000000000000ull);
+  }
+  static D splat(double c) { return (D)_mm256_set1_pd(c); }
+  static Q splat_q(uint64_t c) { return (Q)_mm256_set1_epi64x((long long)c); }
+  static Q load_words(const uint32_t* p) {
+    return (Q)_mm256_cvtepu32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static void store_blocks(double* dst, const D v[2]) {
+    const __m256d lo = _mm256_unpacklo_pd((__m256d)v[0], (__m256d)v[1]);  // s0 c0 s2 c2
+    const __m256d hi = _mm256_unpackhi_pd((__m256d)v[0], (__m256d)v[1]);  // s1 c1 s3 c3
+    _mm256_storeu_pd(dst, _mm256_permute2f128_pd(lo, hi, 0x20));
+    _mm256_storeu_pd(dst + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
   }
 };
 #endif
@@ -196,6 +262,51 @@ struct PairLanes {
     const typename L::U vb[4] = {v[0].b, v[1].b, v[2].b, v[3].b};
     L::template store_blocks<T>(dst, va);
     L::template store_blocks<T>(dst + 4 * L::WIDTH, vb);
+  }
+};
+
+// PairLanes for float64 lanes.
+template <class L>
+struct PairLanes64 {
+  static constexpr int WIDTH = 2 * L::WIDTH;
+  struct D {
+    typename L::D a, b;
+  };
+  struct M {
+    typename L::M a, b;
+  };
+  struct Q {
+    typename L::Q a, b;
+    friend Q operator^(Q x, Q y) { return {x.a ^ y.a, x.b ^ y.b}; }
+    friend Q operator&(Q x, Q y) { return {x.a & y.a, x.b & y.b}; }
+    friend Q operator|(Q x, Q y) { return {x.a | y.a, x.b | y.b}; }
+    friend Q operator+(Q x, Q y) { return {x.a + y.a, x.b + y.b}; }
+    friend Q operator-(Q x, Q y) { return {x.a - y.a, x.b - y.b}; }
+    friend Q operator>>(Q x, int k) { return {x.a >> k, x.b >> k}; }
+    friend Q operator<<(Q x, int k) { return {x.a << k, x.b << k}; }
+  };
+  static D mul(D x, D y) { return {L::mul(x.a, y.a), L::mul(x.b, y.b)}; }
+  static D add(D x, D y) { return {L::add(x.a, y.a), L::add(x.b, y.b)}; }
+  static D sub(D x, D y) { return {L::sub(x.a, y.a), L::sub(x.b, y.b)}; }
+  static D div(D x, D y) { return {L::div(x.a, y.a), L::div(x.b, y.b)}; }
+  static D fma(D x, D y, D z) { return {L::fma(x.a, y.a, z.a), L::fma(x.b, y.b, z.b)}; }
+  static D sqrt(D x) { return {L::sqrt(x.a), L::sqrt(x.b)}; }
+  static D cvt_exact(Q v) { return {L::cvt_exact(v.a), L::cvt_exact(v.b)}; }
+  static D cvt_exponent(Q v) { return {L::cvt_exponent(v.a), L::cvt_exponent(v.b)}; }
+  static D splat(double c) { return {L::splat(c), L::splat(c)}; }
+  static Q splat_q(uint64_t c) { return {L::splat_q(c), L::splat_q(c)}; }
+  static Q as_q(D d) { return {L::as_q(d.a), L::as_q(d.b)}; }
+  static D as_d(Q q) { return {L::as_d(q.a), L::as_d(q.b)}; }
+  static M gt(Q x, Q y) { return {L::gt(x.a, y.a), L::gt(x.b, y.b)}; }
+  static M msb(Q x) { return {L::msb(x.a), L::msb(x.b)}; }
+  static M ne(M x, M y) { return {L::ne(x.a, y.a), L::ne(x.b, y.b)}; }
+  static D sel(M m, D x, D y) { return {L::sel(m.a, x.a, y.a), L::sel(m.b, x.b, y.b)}; }
+  static Q sel_q(M m, Q x, Q y) { return {L::sel_q(m.a, x.a, y.a), L::sel_q(m.b, x.b, y.b)}; }
+  static Q load_words(const uint32_t* p) { return {L::load_words(p), L::load_words(p + L::WIDTH)}; }
+  static void store_blocks(double* dst, const D v[2]) {
+    const typename L::D va[2] = {v[0].a, v[1].a}, vb[2] = {v[0].b, v[1].b};
+    L::store_blocks(dst, va);
+    L::store_blocks(dst + 2 * L::WIDTH, vb);
   }
 };
 #endif

@@ -506,72 +506,132 @@ constexpr uint64_t C1 = 0x3fa555555555554cull, C2 = 0xbf56c16c16c15177ull,
                    C5 = 0x3e21ee9ebdb4b1c4ull, C6 = 0xbda8fae9be8838d4ull;
 }  // namespace c64
 
+// The float64 math is written once over a lane type L, as the float32 math is: ScalarLanes64
+// (one value; host and device) here, SIMD lanes in the CPU kernels (cpu_simd.h). L provides D
+// (binary64 lanes), Q (uint64 lanes), M (lane masks), exactly rounded +, -, *, /, fma and sqrt
+// on D, and integer operations on Q. Every rounded step below is the spec's, in its order; the
+// integer steps and conversions are exact, so any exact realisation of them (a lane type's
+// own conversion trick, 64-bit instead of 32-bit words) gives the same bits. The words of a
+// block come in as Q lanes holding the 32-bit words zero-extended.
+struct ScalarLanes64 {
+  using D = double;
+  using Q = uint64_t;
+  using M = bool;
+  FR_HD static D mul(D a, D b) { return d_mul(a, b); }
+  FR_HD static D add(D a, D b) { return d_add(a, b); }
+  FR_HD static D sub(D a, D b) { return d_sub(a, b); }
+  FR_HD static D div(D a, D b) { return d_div(a, b); }
+  FR_HD static D fma(D a, D b, D c) { return d_fma(a, b, c); }
+  FR_HD static D sqrt(D a) { return d_sqrt(a); }
+  FR_HD static D cvt_exact(Q v) { return d_from_u64(v); }  // v <= 2^53: exact
+  // double(e - 1023) for a biased binary64 exponent e < 2048 (exact)
+  FR_HD static D cvt_exponent(Q e) { return double(int32_t(uint32_t(e)) - 0x3ff); }
+  FR_HD static D splat(double c) { return c; }
+  FR_HD static Q splat_q(uint64_t c) { return c; }
+  FR_HD static Q as_q(D d) { return bits_d(d); }
+  FR_HD static D as_d(Q q) { return d_bits(q); }
+  FR_HD static M gt(Q a, Q b) { return a > b; }  // a, b < 2^63
+  FR_HD static M msb(Q a) { return (a >> 63) != 0u; }
+  FR_HD static M ne(M a, M b) { return a != b; }
+  FR_HD static D sel(M m, D a, D b) { return m ? a : b; }
+  FR_HD static Q sel_q(M m, Q a, Q b) { return m ? a : b; }
+};
+
 // logD (fdlibm/musl log with a fixed Horner/fma order), v positive and normal.
-FR_HD double log_d(double v) {
+template <class L>
+FR_HD typename L::D log_d_t(typename L::D v) {
   using namespace c64;
-  const uint64_t b = bits_d(v);
-  uint32_t hx = uint32_t(b >> 32) + (0x3ff00000u - 0x3fe6a09eu);
-  const int32_t k = int32_t(hx >> 20) - 0x3ff;
-  hx = (hx & 0x000fffffu) + 0x3fe6a09eu;
-  const double x = d_bits((uint64_t(hx) << 32) | (b & 0xffffffffull));
-  const double f = d_sub(x, 1.0);
-  const double hfsq = d_mul(d_mul(0.5, f), f);
-  const double s = d_div(f, d_add(2.0, f));
-  const double z = d_mul(s, s);
-  const double w = d_mul(z, z);
-  const double t1 = d_mul(w, d_fma(w, d_fma(w, d_bits(Lg6), d_bits(Lg4)), d_bits(Lg2)));
-  const double t2 =
-      d_mul(z, d_fma(w, d_fma(w, d_fma(w, d_bits(Lg7), d_bits(Lg5)), d_bits(Lg3)), d_bits(Lg1)));
-  const double R = d_add(t2, t1);
-  const double dk = double(k);  // |k| <= 53: exact
-  const double inner = d_add(d_sub(d_fma(s, d_add(hfsq, R), d_mul(dk, d_bits(LN2_LO))), hfsq), f);
-  return d_fma(dk, d_bits(LN2_HI), inner);
+  using D = typename L::D;
+  using Q = typename L::Q;
+  // The spec's 32-bit steps on hi32(bits(v)), done on the whole word: the sum hi32 + 0x95f62
+  // stays below 2^32 for every positive finite v, so no carry is lost, and the low word rides
+  // along unchanged. k = (hx >> 20) - 0x3ff is the top 12 bits of b minus 0x3ff.
+  const Q b = L::as_q(v) + L::splat_q(uint64_t(0x3ff00000u - 0x3fe6a09eu) << 32);
+  const D dk = L::cvt_exponent(b >> 52);  // |k| <= 53: exact
+  const D x =
+      L::as_d((b & L::splat_q(0x000fffffffffffffull)) + L::splat_q(uint64_t(0x3fe6a09eu) << 32));
+  const D f = L::sub(x, L::splat(1.0));
+  const D hfsq = L::mul(L::mul(L::splat(0.5), f), f);
+  const D s = L::div(f, L::add(L::splat(2.0), f));
+  const D z = L::mul(s, s);
+  const D w = L::mul(z, z);
+  const D t1 = L::mul(
+      w, L::fma(w, L::fma(w, L::splat(d_bits(Lg6)), L::splat(d_bits(Lg4))), L::splat(d_bits(Lg2))));
+  const D t2 = L::mul(z, L::fma(w,
+                                L::fma(w, L::fma(w, L::splat(d_bits(Lg7)), L::splat(d_bits(Lg5))),
+                                       L::splat(d_bits(Lg3))),
+                                L::splat(d_bits(Lg1))));
+  const D R = L::add(t2, t1);
+  const D inner =
+      L::add(L::sub(L::fma(s, L::add(hfsq, R), L::mul(dk, L::splat(d_bits(LN2_LO)))), hfsq), f);
+  return L::fma(dk, L::splat(d_bits(LN2_HI)), inner);
 }
 
-FR_HD double radius64(uint32_t w0, uint32_t w1) {
-  const uint64_t m = (uint64_t(w0) << 21) | (w1 >> 11);
-  const double u = d_mul(d_from_u64((uint64_t(1) << 53) - m), 0x1p-53);
-  return d_sqrt(d_mul(-2.0, log_d(u)));
+// r = sqrt(-2 logD(u)), u = (2^53 - m) * 2^-53, m = (w0 << 21) | (w1 >> 11).
+template <class L>
+FR_HD typename L::D radius64_t(typename L::Q w0, typename L::Q w1) {
+  const typename L::Q m = (w0 << 21) | (w1 >> 11);
+  const typename L::D u =
+      L::mul(L::cvt_exact(L::splat_q(uint64_t(1) << 53) - m), L::splat(0x1p-53));
+  return L::sqrt(L::mul(L::splat(-2.0), log_d_t<L>(u)));
 }
 
-FR_HD void angle64(uint32_t w2, uint32_t w3, double& sin_out, double& cos_out) {
+// sin and cos of the angle encoded by w2, w3, integer quadrant reduction.
+template <class L>
+FR_HD void angle64_t(typename L::Q w2, typename L::Q w3, typename L::D& sin_out,
+                     typename L::D& cos_out) {
   using namespace c64;
-  const uint32_t q = w2 >> 30;
-  uint64_t t = (uint64_t(w2 & 0x3fffffffu) << 23) | (w3 >> 9);
-  const bool mirror = t > (uint64_t(1) << 52);
-  t = mirror ? (uint64_t(1) << 53) - t : t;
-  const double a = d_mul(d_from_u64(t), d_bits(HALF_PI_2M53));
-  const double z = d_mul(a, a);
-  const double v = d_mul(z, a);
-  double ps = d_fma(z, d_bits(S6), d_bits(S5));
-  ps = d_fma(z, ps, d_bits(S4));
-  ps = d_fma(z, ps, d_bits(S3));
-  ps = d_fma(z, ps, d_bits(S2));
-  ps = d_fma(z, ps, d_bits(S1));
-  const double s = d_fma(v, ps, a);
-  double pc = d_fma(z, d_bits(C6), d_bits(C5));
-  pc = d_fma(z, pc, d_bits(C4));
-  pc = d_fma(z, pc, d_bits(C3));
-  pc = d_fma(z, pc, d_bits(C2));
-  pc = d_fma(z, pc, d_bits(C1));
-  const double rc = d_mul(z, pc);
-  const double hz = d_mul(0.5, z);
-  const double w = d_sub(1.0, hz);
-  const double c = d_add(w, d_fma(z, rc, d_sub(d_sub(1.0, w), hz)));
-  const bool swap = mirror != bool(q & 1u);
-  const uint64_t sin_mag = bits_d(swap ? c : s);
-  const uint64_t cos_mag = bits_d(swap ? s : c);
-  sin_out = d_bits(sin_mag ^ (uint64_t(q >> 1) << 63));
-  cos_out = d_bits(cos_mag ^ (uint64_t(((q + 1u) >> 1) & 1u) << 63));
+  using D = typename L::D;
+  using Q = typename L::Q;
+  const Q t0 = ((w2 & L::splat_q(0x3fffffffu)) << 23) | (w3 >> 9);
+  const typename L::M mirror = L::gt(t0, L::splat_q(uint64_t(1) << 52));
+  const Q t = L::sel_q(mirror, L::splat_q(uint64_t(1) << 53) - t0, t0);  // t <= 2^52
+  const D a = L::mul(L::cvt_exact(t), L::splat(d_bits(HALF_PI_2M53)));
+  const D z = L::mul(a, a);
+  const D v = L::mul(z, a);
+  D ps = L::fma(z, L::splat(d_bits(S6)), L::splat(d_bits(S5)));
+  ps = L::fma(z, ps, L::splat(d_bits(S4)));
+  ps = L::fma(z, ps, L::splat(d_bits(S3)));
+  ps = L::fma(z, ps, L::splat(d_bits(S2)));
+  ps = L::fma(z, ps, L::splat(d_bits(S1)));
+  const D s = L::fma(v, ps, a);
+  D pc = L::fma(z, L::splat(d_bits(C6)), L::splat(d_bits(C5)));
+  pc = L::fma(z, pc, L::splat(d_bits(C4)));
+  pc = L::fma(z, pc, L::splat(d_bits(C3)));
+  pc = L::fma(z, pc, L::splat(d_bits(C2)));
+  pc = L::fma(z, pc, L::splat(d_bits(C1)));
+  const D rc = L::mul(z, pc);
+  const D hz = L::mul(L::splat(0.5), z);
+  const D w = L::sub(L::splat(1.0), hz);
+  const D c = L::add(w, L::fma(z, rc, L::sub(L::sub(L::splat(1.0), w), hz)));
+  // The quadrant q = w2 >> 30. Mirroring swaps sine and cosine, and so do odd quadrants (bit
+  // 30 of w2); sin is negated in quadrants 2, 3 (bit 31 of w2), cos in quadrants 1, 2 (bit 31
+  // of w2 + 2^30), moved to bit 63.
+  const typename L::M swap = L::ne(mirror, L::msb(w2 << 33));
+  const Q sin_sign = (w2 & L::splat_q(0x80000000u)) << 32;
+  const Q cos_sign = ((w2 + L::splat_q(0x40000000u)) & L::splat_q(0x80000000u)) << 32;
+  sin_out = L::as_d(L::as_q(L::sel(swap, c, s)) ^ sin_sign);
+  cos_out = L::as_d(L::as_q(L::sel(swap, s, c)) ^ cos_sign);
 }
 
 // A block's two float64 normals: [r sin, r cos].
+template <class L>
+FR_HD void normals2_t(typename L::Q w0, typename L::Q w1, typename L::Q w2, typename L::Q w3,
+                      typename L::D out[2]) {
+  typename L::D s, c;
+  const typename L::D r = radius64_t<L>(w0, w1);
+  angle64_t<L>(w2, w3, s, c);
+  out[0] = L::mul(r, s);
+  out[1] = L::mul(r, c);
+}
+
+FR_HD double log_d(double v) { return log_d_t<ScalarLanes64>(v); }
+FR_HD double radius64(uint32_t w0, uint32_t w1) { return radius64_t<ScalarLanes64>(w0, w1); }
+FR_HD void angle64(uint32_t w2, uint32_t w3, double& s, double& c) {
+  angle64_t<ScalarLanes64>(w2, w3, s, c);
+}
 FR_HD void normals2_f64(Words4 w, double out[2]) {
-  double s, c;
-  const double r = radius64(w.x, w.y);
-  angle64(w.z, w.w, s, c);
-  out[0] = d_mul(r, s);
-  out[1] = d_mul(r, c);
+  normals2_t<ScalarLanes64>(w.x, w.y, w.z, w.w, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -588,9 +648,11 @@ template <class L>
 FR_HD typename L::U uniform_bf16_bits_t(typename L::U w) {
   return bf16_bits_t<L>(L::mul(L::cvt_small(w >> 24), L::splat(0x1p-8f)));
 }
-FR_HD double uniform_f64(uint32_t w0, uint32_t w1) {
-  return d_mul(d_from_u64((uint64_t(w0) << 21) | (w1 >> 11)), 0x1p-53);
+template <class L>
+FR_HD typename L::D uniform_f64_t(typename L::Q w0, typename L::Q w1) {
+  return L::mul(L::cvt_exact((w0 << 21) | (w1 >> 11)), L::splat(0x1p-53));
 }
+FR_HD double uniform_f64(uint32_t w0, uint32_t w1) { return uniform_f64_t<ScalarLanes64>(w0, w1); }
 
 // ---------------------------------------------------------------------------------------------
 // What a request produces, per block. Each "Op" maps the four words of one block to the values
@@ -600,6 +662,7 @@ FR_HD double uniform_f64(uint32_t w0, uint32_t w1) {
 //   eval:       one block, scalar (host and device)
 //   eval_lanes: one block per lane (ops with 32-bit values; the CPU's SIMD paths), giving the
 //               bit patterns of the 4 values in 32-bit lanes
+//   eval_lanes64: one block per lane (ops with float64 values; the CPU's SIMD paths)
 enum Kind : int { KIND_NORMAL = 0, KIND_UNIFORM = 1, KIND_WORDS = 2 };
 enum DType : int { DT_FLOAT32 = 0, DT_FLOAT16 = 1, DT_BFLOAT16 = 2, DT_FLOAT64 = 3, DT_UINT32 = 4 };
 
@@ -684,10 +747,16 @@ struct RawWords : Op32<RawWords, uint32_t> {
     out[3] = w3;
   }
 };
+// Ops with 2 float64 values per block: eval_lanes64 takes one block per lane (the words as
+// zero-extended 64-bit lanes of a float64 lane type L) and gives the two values' lanes.
 struct NormalF64 {
   using T = double;
   static constexpr int PER_BLOCK = 2;
   FR_HD static void eval(Words4 w, T out[2]) { normals2_f64(w, out); }
+  template <class L, class Q = typename L::Q>
+  FR_HD static void eval_lanes64(Q w0, Q w1, Q w2, Q w3, typename L::D out[2]) {
+    normals2_t<L>(w0, w1, w2, w3, out);
+  }
 };
 struct UniformF64 {
   using T = double;
@@ -695,6 +764,11 @@ struct UniformF64 {
   FR_HD static void eval(Words4 w, T out[2]) {
     out[0] = uniform_f64(w.x, w.y);
     out[1] = uniform_f64(w.z, w.w);
+  }
+  template <class L, class Q = typename L::Q>
+  FR_HD static void eval_lanes64(Q w0, Q w1, Q w2, Q w3, typename L::D out[2]) {
+    out[0] = uniform_f64_t<L>(w0, w1);
+    out[1] = uniform_f64_t<L>(w2, w3);
   }
 };
 
