@@ -138,7 +138,8 @@ def _choose_backend() -> str:
         return "aot"
     try:
         nvrtc()
-    except NvrtcNotFoundError:
+    except NvrtcNotFoundError as e:
+        _STATE["why_copy"] = f"this build of fastrand has no nvcc-compiled CUDA kernel, and {e}"
         return "copy"
     return "nvrtc"
 
@@ -207,9 +208,7 @@ def _choose_device_backend(index: int) -> str:
                 b = "copy"
     if b == "copy":
         if reason is None:
-            reason = "this build of fastrand has no nvcc-compiled CUDA kernel, and " + str(
-                _STATE.get("nvrtc_error") or "NVRTC was not found"
-            )
+            reason = _STATE.get("why_copy", f"{ENV_BACKEND}=copy")
         _COPY_REASON[index] = reason
         _warn_once(
             "copy",
@@ -831,8 +830,15 @@ def cache_error() -> str | None:
 
 # --------------------------------------------------------------------------------------------
 # loading and launching
+def _capturing() -> bool:
+    try:
+        return bool(torch.cuda.is_current_stream_capturing())
+    except (RuntimeError, AssertionError):  # a torch without CUDA captures nothing
+        return False
+
+
 def _refuse_in_capture(what: str) -> None:
-    if torch.cuda.is_current_stream_capturing():
+    if _capturing():
         raise RuntimeError(
             f"fastrand: cannot {what} while a CUDA graph is being captured (modules are never "
             "compiled or loaded during capture). Call fastrand.warmup() in this process before "
@@ -883,7 +889,7 @@ def prepare(index: int) -> None:
 
 
 def _refuse_copy_in_capture(index: int) -> None:
-    if torch.cuda.is_current_stream_capturing():
+    if _capturing():
         raise RuntimeError(
             f"fastrand: cuda:{index} has no native kernel ({copy_reason(index)}), and the CPU "
             "draw plus copy cannot be captured in a CUDA graph"
