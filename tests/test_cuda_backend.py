@@ -102,6 +102,7 @@ def test_auto_rule(monkeypatch):
         raise _cuda.NvrtcNotFoundError("NVRTC was not found; tried /x/libnvrtc.so.13")
 
     monkeypatch.setattr(_cuda, "nvrtc", missing)
+    monkeypatch.setattr(_cuda, "_hint", lambda: None)
     assert _cuda.backend() == "copy"
     monkeypatch.setenv(_cuda.ENV_BACKEND, "copy")
     _cuda._reset()
@@ -224,6 +225,31 @@ def test_builtins_must_sit_beside_libnvrtc(monkeypatch, tmp_path):
         _cuda.nvrtc()
 
 
+@needs_nvrtc
+def test_hint_names_the_version_without_loading():
+    hint = _cuda._hint()
+    nv = _cuda.nvrtc()
+    assert hint == (os.path.realpath(nv.path), nv.version_string)
+
+
+@needs_nvrtc
+def test_cached_cubin_needs_no_nvrtc(fresh):
+    """A process whose cubin is cached reads it without loading NVRTC (tens of ms)."""
+    ok = cli("warmup", "--arch", "90", **{_cuda.ENV_CACHE: str(fresh)})
+    assert ok.returncode == 0, ok.stderr
+    script = (
+        "from fastrand import _cuda\n"
+        "c = _cuda._cached_without_nvrtc(90)\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(c.origin, 'nvrtc' in _cuda._STATE, 'libnvrtc.so' in maps)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True,
+        env=env(**{_cuda.ENV_CACHE: str(fresh)}), timeout=120,
+    )  # fmt: skip
+    assert out.stdout.split() == ["disk", "False", "False"], out.stderr
+
+
 def test_aot_coverage():
     assert _cuda.aot_covers(90, "sm_75,sm_80,sm_90")
     assert _cuda.aot_covers(89, "sm_80")  # a cubin runs on later minors of its major
@@ -263,6 +289,7 @@ def test_auto_ending_at_copy_warns_once(monkeypatch):
         raise _cuda.NvrtcNotFoundError("NVRTC was not found; tried /x/libnvrtc.so.13")
 
     monkeypatch.setattr(_cuda, "nvrtc", missing)
+    monkeypatch.setattr(_cuda, "_hint", lambda: None)
     with pytest.warns(RuntimeWarning) as rec:
         assert _cuda.device_backend(0) == "copy"
         assert _cuda.device_backend(1) == "copy"

@@ -130,12 +130,15 @@ def _choose_backend() -> str:
             )
         return "aot"
     if req == "nvrtc":
-        nvrtc()  # raises NvrtcNotFoundError naming the paths tried
+        if _hint() is None:
+            nvrtc()  # raises NvrtcNotFoundError naming the paths tried
         return "nvrtc"
     if req == "copy":
         return "copy"
     if _C.CUDA:
         return "aot"
+    if _hint() is not None:
+        return "nvrtc"
     try:
         nvrtc()
     except NvrtcNotFoundError as e:
@@ -200,7 +203,7 @@ def _choose_device_backend(index: int) -> str:
         if status:
             reason = f"NVRTC was found, but the CUDA driver API is not usable: {status}"
             b = "copy"
-        else:
+        elif _cached_without_nvrtc(_capability(index)) is None:
             try:
                 target_arch(_capability(index))
             except RuntimeError as e:
@@ -541,6 +544,72 @@ def _find_nvrtc() -> Nvrtc:
     )
 
 
+# Loading NVRTC (140 MB, 300,000 relocations) costs tens of milliseconds, more than reading and
+# loading a cached cubin. So a process whose cubin is cached does not load it: the version in
+# the cache key comes from the builtins library beside the libnvrtc that would be loaded
+# (libnvrtc-builtins.so.MAJOR.MINOR, the exact version NVRTC itself requires), and the arch is
+# the device's own. Anything else (no hint, a miss, an entry that does not load) takes the full
+# path: NVRTC loaded, the arch checked, compiled.
+def _hint() -> tuple[str, str] | None:
+    """(libnvrtc path, "MAJOR.MINOR") of the NVRTC nvrtc() would most likely load, found
+    without loading it; None when there is no such file with exactly one builtins beside it."""
+    if "hint" in _STATE:
+        return _STATE["hint"]
+    hint = None
+    explicit = os.environ.get(ENV_NVRTC, "").strip()
+    if explicit:
+        cands = (
+            [explicit]
+            if not os.path.isdir(explicit)
+            else sorted(
+                (
+                    p
+                    for p in glob.glob(os.path.join(explicit, "libnvrtc.so*"))
+                    if "builtins" not in p
+                ),
+                reverse=True,
+            )[:1]
+        )
+    else:
+        cands = [p for p, _ in nvrtc_candidates()]
+    for path in cands:
+        if os.sep not in path or not os.path.isfile(path):
+            continue
+        real = os.path.realpath(path)
+        major = _lib_major(path) or _lib_major(real)
+        if major is None:
+            continue
+        found = glob.glob(os.path.join(os.path.dirname(real), f"libnvrtc-builtins.so.{major}.*"))
+        versions = [m for m in (re.search(r"\.so\.(\d+\.\d+)$", f) for f in found) if m]
+        if len(versions) == 1:
+            hint = (real, versions[0].group(1))
+        break  # only the first candidate: the one nvrtc() tries first
+    _STATE["hint"] = hint
+    return hint
+
+
+def _cached_without_nvrtc(arch: int) -> Cubin | None:
+    """The cached cubin of the kernels for sm_<arch>, found without loading NVRTC, or None."""
+    if "nvrtc" in _STATE or arch < MIN_ARCH:
+        return None  # NVRTC is loaded anyway (or of no use): the full path costs nothing more
+    hint = _hint()
+    if hint is None:
+        return None
+    sources, main = kernel_sources()
+    key = cache_key(arch, sources, main, hint[1], options(arch))
+    cache = _cache()
+    with _LOCK:
+        image = _MEMORY.get(key)
+        if image is not None:
+            return Cubin(image, arch, key, cache.path_of(key, arch), "memory", 0.0)
+        t0 = time.perf_counter()
+        image, path = cache.read(key, arch)
+        if image is None:
+            return None
+        _MEMORY[key] = image
+        return Cubin(image, arch, key, path, "disk", time.perf_counter() - t0)
+
+
 def nvrtc_version() -> str | None:
     """The version of the NVRTC found ("13.0"), or None."""
     try:
@@ -865,7 +934,15 @@ def _load(index: int) -> tuple[int, Cubin]:
     status = _C.drv_status()
     if status:
         raise RuntimeError(f"fastrand: the CUDA driver API is not usable: {status}")
-    arch = target_arch(_capability(index))
+    cap = _capability(index)
+    c = _cached_without_nvrtc(cap)
+    if c is not None:
+        try:
+            return _C.drv_load_module(index, c.image), c
+        except RuntimeError:  # deleted; compiled below
+            _MEMORY.pop(c.key, None)
+            _cache().discard(c.key, c.arch)
+    arch = target_arch(cap)
     c = cubin(arch)
     try:
         return _C.drv_load_module(index, c.image), c
