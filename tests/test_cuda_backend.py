@@ -232,24 +232,6 @@ def test_hint_names_the_version_without_loading():
     assert hint == (os.path.realpath(nv.path), nv.version_string)
 
 
-@needs_nvrtc
-def test_cached_cubin_needs_no_nvrtc(fresh):
-    """A process whose cubin is cached reads it without loading NVRTC (tens of ms)."""
-    ok = cli("warmup", "--arch", "90", **{_cuda.ENV_CACHE: str(fresh)})
-    assert ok.returncode == 0, ok.stderr
-    script = (
-        "from fastrand import _cuda\n"
-        "c = _cuda._cached_without_nvrtc(90)\n"
-        "maps = open('/proc/self/maps').read()\n"
-        "print(c.origin, 'nvrtc' in _cuda._STATE, 'libnvrtc.so' in maps)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True,
-        env=env(**{_cuda.ENV_CACHE: str(fresh)}), timeout=120,
-    )  # fmt: skip
-    assert out.stdout.split() == ["disk", "False", "False"], out.stderr
-
-
 def test_aot_coverage():
     assert _cuda.aot_covers(90, "sm_75,sm_80,sm_90")
     assert _cuda.aot_covers(89, "sm_80")  # a cubin runs on later minors of its major
@@ -367,7 +349,8 @@ def test_cache_key_covers_every_input(monkeypatch):
     monkeypatch.setattr(fastrand, "__version__", "9.9.9")
     changed.append(_cuda.cache_key(90, TINY, "k.cu", "13.0", _cuda.options(90)))
     assert len(set(changed)) == len(changed) and base not in changed
-    assert _cuda.options(90) == ["-arch=sm_90", "--fmad=false", "-std=c++17"]
+    assert _cuda.options(90, "12.2") == ["-arch=sm_90", "--fmad=false", "-std=c++17"]
+    assert _cuda.options(90, "13.0")[-1] == "--split-compile=0"
 
 
 def _valid_entry(path):
@@ -647,10 +630,35 @@ def test_warmup_cli_usage():
 
 
 @needs_nvrtc
-def test_warmup_cli_unwritable_cache(tmp_path):
+def test_warmup_cli_unwritable_cache(monkeypatch, tmp_path, capsys):
+    from fastrand.__main__ import main
+
+    monkeypatch.setattr(_cuda, "kernel_sources", lambda: (dict(TINY), "k.cu"))
     (tmp_path / "file").write_text("")
-    out = cli("warmup", "--arch", "75", **{_cuda.ENV_CACHE: str(tmp_path / "file" / "c")})
-    assert out.returncode == 1 and "nothing written for sm_75" in out.stderr
+    monkeypatch.setenv(_cuda.ENV_CACHE, str(tmp_path / "file" / "c"))
+    _cuda._reset()
+    with pytest.warns(RuntimeWarning, match="cannot create"):
+        assert main(["warmup", "--arch", "75"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing written for sm_75" in err and "not usable" in err
+
+
+@needs_nvrtc
+def test_cached_cubin_needs_no_nvrtc(warm90):
+    """A process whose cubin is cached reads it without loading NVRTC (tens of ms)."""
+    d, out, _ = warm90
+    assert out.returncode == 0, out.stderr
+    script = (
+        "from fastrand import _cuda\n"
+        "c = _cuda._cached_without_nvrtc(90)\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(c.origin, 'nvrtc' in _cuda._STATE, 'libnvrtc.so' in maps)\n"
+    )
+    got = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True,
+        env=env(**{_cuda.ENV_CACHE: str(d)}), timeout=120,
+    )  # fmt: skip
+    assert got.stdout.split() == ["disk", "False", "False"], got.stderr
 
 
 def test_info_prints_the_new_keys():
