@@ -31,9 +31,13 @@ def _warmup(args: list[str]) -> int:
         print(f"fastrand warmup: {e}", file=sys.stderr)
         return 1
     nv = _cuda.nvrtc_version()
-    unwritten = []
+    unwritten, copied = [], []
     for r in records:
         where = f"cuda:{r['device']} " if r.get("device") is not None else ""
+        if r["backend"] == "copy":
+            copied.append(f"cuda:{r['device']}: {_cuda.copy_reason(r['device'])}")
+            print(f"{where}{r['arch']}: no CUDA kernel (copy backend)")
+            continue
         if r["backend"] != "nvrtc":
             print(f"{where}{r['arch']}: {r['backend']} backend, nothing to compile")
             continue
@@ -46,6 +50,9 @@ def _warmup(args: list[str]) -> int:
         else:
             unwritten.append(r["arch"])
             print(f"{where}{r['arch']}: {verb}, in memory only (not written)")
+    if copied:
+        print("fastrand warmup: nothing to compile: " + "; ".join(copied), file=sys.stderr)
+        return 1
     if unwritten:
         print(
             f"fastrand warmup: nothing written for {', '.join(unwritten)}: the cache directory "
@@ -61,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv == ["info"]:
         from fastrand._api import build_info
 
-        print(json.dumps(build_info(), indent=2))
+        try:
+            info = build_info()
+        except (RuntimeError, ValueError) as e:  # e.g. a bad FASTRAND_CUDA_BACKEND
+            print(f"fastrand info: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(info, indent=2))
         return 0
     if argv == ["selftest"]:
         from fastrand._selftest import selftest
