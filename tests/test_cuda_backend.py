@@ -2,10 +2,12 @@
 the warmup CLI and the capture rule run without a GPU; the draws of both backends (aot, nvrtc)
 are checked against the CPU on a GPU (skipped without one)."""
 
+import collections
 import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import stat
 import subprocess
@@ -600,6 +602,47 @@ def test_warmup_cli_kernels_are_named(warm90):
     image = _valid_entry(os.path.join(d, entries(d)[0]))
     for name in _C.KERNEL_NAMES:
         assert name.encode() in image, name
+
+
+def _sass_mix(cuobjdump, image, tmp_path):
+    """kernel name -> Counter of SASS opcodes of a cubin."""
+    path = tmp_path / "k.cubin"
+    path.write_bytes(image)
+    text = subprocess.run(
+        [cuobjdump, "-sass", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    mix, cur = {}, None
+    for line in text.splitlines():
+        m = re.match(r"\s*Function : (\S+)", line)
+        if m:
+            cur = mix[m.group(1)] = collections.Counter()
+            continue
+        m = re.search(r"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)", line)
+        if cur is not None and m:
+            cur[m.group(1)] += 1
+    return mix
+
+
+@needs_nvrtc
+def test_warmup_cubin_machine_code(warm90, tmp_path):
+    """The warmup cubin (fastrand's options) has every kernel, the same instruction mix per
+    kernel as the plain NVRTC compile of the tests' helper (which nvcore's tests compare with
+    the nvcc build), and no hardware log/sin/cos/exp."""
+    import nvrtc_util
+
+    cuobjdump = nvrtc_util.find_tool("cuobjdump")
+    if cuobjdump is None:
+        pytest.skip("cuobjdump not installed (pip install nvidia-cuda-cuobjdump)")
+    d, out, _ = warm90
+    ours = _sass_mix(cuobjdump, _valid_entry(os.path.join(d, entries(d)[0])), tmp_path)
+    assert sorted(ours) == sorted(_C.KERNEL_NAMES)
+    for name, mix in ours.items():
+        hw = [op for op in mix if re.match(r"MUFU\.(LG2|SIN|COS|EX2)", op)]
+        assert not hw, (name, hw)
+    sources, main = _cuda.kernel_sources()
+    plain, _ = nvrtc_util.Nvrtc(_cuda.nvrtc().path).compile(sources, main, "sm_90")
+    theirs = _sass_mix(cuobjdump, plain, tmp_path)
+    assert ours == theirs
 
 
 @needs_nvrtc

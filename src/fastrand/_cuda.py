@@ -260,8 +260,9 @@ def native(index: int) -> bool:
 # needs to prefer the NVRTC major that matches torch's CUDA among several (a newer major's cubin
 # may not load on the driver torch runs with), to take libnvrtc-builtins from libnvrtc's own
 # directory, and to name every path it tried when nothing works. That is a short list of
-# well-known places, below. When cuda-pathfinder is installed anyway, its answer is tried last,
-# which adds the conda layouts it knows at no cost to everyone else.
+# well-known places, below. When cuda-pathfinder is installed anyway and none of them works, its
+# answer is tried last (it loads the library itself, so never earlier), which adds the conda
+# layouts it knows at no cost to everyone else.
 _WHEEL_GLOBS = (
     "nvidia/cu[0-9]*/lib/libnvrtc.so.[0-9]*",
     "nvidia/cuda_nvrtc/lib/libnvrtc.so.[0-9]*",
@@ -307,7 +308,8 @@ def _site_dirs() -> list[str]:
 def nvrtc_candidates() -> list[tuple[str, str]]:
     """(path or library name, where it comes from), in the order they are tried: already
     loaded, torch's pip wheels, a toolkit (CUDA_HOME, CUDA_PATH, /usr/local/cuda), the system
-    loader by name, cuda-pathfinder; then stably sorted so that the NVRTC major matching
+    loader by name (cuda-pathfinder, if installed, is asked only when all of these fail); then
+    stably sorted so that the NVRTC major matching
     torch.version.cuda comes first."""
     out: list[tuple[str, str]] = []
 
@@ -335,12 +337,6 @@ def nvrtc_candidates() -> list[tuple[str, str]]:
             add(p, "toolkit")
     for name in _NAMES:
         add(name, "system loader")
-    try:  # optional, see above
-        from cuda import pathfinder  # type: ignore[import-not-found]
-
-        add(pathfinder.load_nvidia_dynamic_lib("nvrtc").abs_path, "cuda-pathfinder")
-    except Exception:  # noqa: BLE001 - not installed, or it found nothing
-        pass
     want = _torch_cuda_major()
     if want is not None:
         out.sort(key=lambda c: _lib_major(c[0]) != want)
@@ -538,6 +534,16 @@ def _find_nvrtc() -> Nvrtc:
             return Nvrtc(path, where)
         except OSError as e:
             tried.append(f"{path} ({where}): {e}")
+    try:  # optional, see above
+        from cuda import pathfinder  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        try:
+            path = pathfinder.load_nvidia_dynamic_lib("nvrtc").abs_path
+            return Nvrtc(path, "cuda-pathfinder")
+        except Exception as e:  # noqa: BLE001 - its own not-found errors, or ours
+            tried.append(f"cuda-pathfinder: {e}")
     raise NvrtcNotFoundError(
         "NVRTC was not found; tried " + "; ".join(tried) + f". Install it ({_nvrtc_fix()}) "
         f"or set {ENV_NVRTC} to the path of libnvrtc.so"
