@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# One-shot check on a fresh GPU machine with no network (about 5-6 minutes on an H100/H200):
+# One-shot check on a fresh GPU machine with no network (about 6-7 minutes on an H100/H200):
 # build the package with the CUDA kernel (AOT), compile the same kernels with NVRTC into an
 # empty cubin cache (`python -m fastrand warmup`), run the whole test suite (CUDA tests
 # included; tests/test_cuda_backend.py runs its GPU tests on both backends), run the CUDA tests
-# again on the NVRTC backend, compare CPU and GPU exhaustively / at volume, run the GPU benchmark
+# (test_cuda.py) again on the NVRTC backend, compare CPU and GPU exhaustively / at volume, run the GPU benchmark
 # over every launch shape plus the backends section (cold/warm NVRTC load, first-draw latency,
 # NVRTC vs AOT throughput), and print a short table last. Results (JSON, PNG, logs) go to $OUT
 # (default bench-results/). NVRTC comes with torch's CUDA wheels (nvidia/cu13 or cuda_nvrtc).
@@ -38,7 +38,7 @@ step build 240 $PY -m pip install --no-build-isolation --no-deps -v .
 step warmup 120 env FASTRAND_CUDA_BACKEND=nvrtc $PY -m fastrand warmup
 step tests 270 $PY -m pytest -q -p no:cacheprovider tests
 step tests_nvrtc 150 env FASTRAND_CUDA_BACKEND=nvrtc $PY -m pytest -q -p no:cacheprovider \
-  tests/test_cuda.py tests/test_integrations.py
+  tests/test_cuda.py
 step exhaustive 200 $PY benchmarks/device_exhaustive.py --out "$OUT"
 step bench 260 $PY benchmarks/bench_gpu.py --out "$OUT"
 so=$($PY -c "import fastrand._C as c; print(c.__file__)" 2>/dev/null)
