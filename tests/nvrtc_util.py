@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import json
 import os
 import shutil
 import site
+import subprocess
 import sys
 
 OPTIONS = ("--fmad=false", "--std=c++17")
@@ -101,7 +103,7 @@ class Nvrtc:
         sources: dict[str, str],
         main: str,
         arch: str,
-        options: tuple[str, ...] = OPTIONS,
+        options: tuple[str, ...] | list[str] = OPTIONS,
         ptx: bool = False,
     ) -> tuple[bytes, str]:
         """(cubin or PTX, log) of the program `main` with the other sources as headers, for
@@ -143,3 +145,60 @@ class Nvrtc:
             return out.raw[: size.value], log
         finally:
             self.lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+def compile_in_child(
+    path: str,
+    sources: dict[str, str],
+    main: str,
+    archs: list[int],
+    options: tuple[str, ...],
+    names: list[str],
+) -> dict[int, tuple[str, str]]:
+    """Compiles for each arch ("sm_XY" cubins, two at a time) in a child process and returns
+    arch -> (log or error text, problems). Some NVRTC options (--Ofast-compile in NVRTC 13.5)
+    change later compiles in the same process, so such compiles stay out of the test process.
+    problems lists what the cubin lacks: "not ELF", or kernel names."""
+    job = {
+        "path": path,
+        "sources": sources,
+        "main": main,
+        "archs": archs,
+        "options": list(options),
+        "names": names,
+    }
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run(
+        [sys.executable, os.path.join(here, "nvrtc_util.py")],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"NVRTC child failed:\n{out.stderr}")
+    return {int(a): (v[0], v[1]) for a, v in json.loads(out.stdout).items()}
+
+
+def _child_main() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    job = json.load(sys.stdin)
+    nv = Nvrtc(job["path"])
+
+    def one(arch: int) -> tuple[str, str]:
+        try:
+            cubin, log = nv.compile(job["sources"], job["main"], f"sm_{arch}", job["options"])
+        except RuntimeError as e:
+            return str(e), ""
+        problems = [] if cubin[:4] == b"\x7fELF" else ["not ELF"]
+        problems += [n for n in job["names"] if n.encode() + b"\0" not in cubin]
+        return log, " ".join(problems)
+
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        res = dict(zip(job["archs"], ex.map(one, job["archs"])))
+    json.dump(res, sys.stdout)
+
+
+if __name__ == "__main__":
+    _child_main()
