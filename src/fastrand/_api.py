@@ -6,7 +6,9 @@ import math
 
 import torch
 
-from . import _C
+from . import _C, _cuda
+from ._cuda import MODULES as _NV_MODULES
+from ._cuda import _raw_stream
 from ._generator import MAX_NUMEL as _MAX_NUMEL
 from ._generator import TORCH_TRACKER, Generator, check_shape
 
@@ -27,18 +29,10 @@ _ITEMSIZE = {
     **({torch.uint32: 4} if hasattr(torch, "uint32") else {}),
 }
 _CPU = torch.device("cpu")
-_HAS_CUDA_KERNEL = bool(_C.CUDA)
 _DT_FLOAT64 = _C.DT_FLOAT64
 _get_num_threads = torch.get_num_threads
 _CUDA_OK = []  # [True] once torch has reported CUDA available (it does not change after)
 _CUDA_DEVICES = {}  # index -> torch.device("cuda", index)
-
-try:  # the raw current-stream handle without building a torch.cuda.Stream object
-    _raw_stream = torch._C._cuda_getCurrentRawStream
-except AttributeError:  # pragma: no cover - older/newer torch
-
-    def _raw_stream(index):
-        return torch.cuda.current_stream(index).cuda_stream
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,9 +154,8 @@ def _fill(out, n, dev, kind, code, seed, stream, offset):
     typ = dev.type
     if typ == "cpu":
         _C.fill_cpu(out.data_ptr(), n, kind, code, seed, stream, offset, _get_num_threads())
-    elif typ == "cuda" and _HAS_CUDA_KERNEL:
-        index = dev.index
-        _C.fill_cuda(out.data_ptr(), n, kind, code, seed, stream, offset, index, _raw_stream(index))
+    elif typ == "cuda":  # the backend of FASTRAND_CUDA_BACKEND (aot, nvrtc or copy)
+        _cuda.fill(out, n, kind, code, seed, stream, offset)
     else:  # no native kernel for this device: the same bits, generated on the CPU and copied
         # device= explicitly: torch.set_default_device must not move the staging buffer
         host = torch.empty(out.shape, dtype=out.dtype, device=_CPU)
@@ -172,6 +165,8 @@ def _fill(out, n, dev, kind, code, seed, stream, offset):
 
 
 def _draw(shape, generator, device, dtype, kind, code):
+    if device.type == "cuda":  # loads the NVRTC kernels, or refuses, before any reservation
+        _cuda.prepare(device.index)
     two_words = code == _DT_FLOAT64
     out = torch.empty(shape, dtype=dtype, device=device)
     n = math.prod(shape)
@@ -253,10 +248,11 @@ def _check_graph_generator(g, device, what="a CudaGraphGenerator"):
     """What a CudaGraphGenerator's draw would refuse, checked before anything advances."""
     if device != g.device:
         raise ValueError(f"device: {what} on {g.device} draws only on that device, not {device}")
-    if not _HAS_CUDA_KERNEL:
+    index = g.device.index
+    if not _cuda.native(index):
         raise ValueError(
-            "generator: CudaGraphGenerator needs the CUDA kernel, and this build of "
-            "fastrand has none (rebuild with nvcc available)"
+            "generator: CudaGraphGenerator needs a CUDA kernel (AOT or NVRTC), and "
+            f"{g.device} has none: {_cuda.copy_reason(index)}"
         )
 
 
@@ -270,7 +266,8 @@ def _graph_fill(g, out, n, kind, code):
 # public API
 # randn_tensor's fast path: (shape, device, dtype) of calls already validated, for a
 # fastrand.Generator, a tuple of ints and an explicit dtype -> (device for torch.empty, dtype,
-# dtype code, n, float64?, backend: 0 CPU kernel, 1 CUDA kernel, 2 other).
+# dtype code, n, float64?, backend: 0 CPU kernel, 1 CUDA AOT kernel, 3 CUDA NVRTC kernel,
+# 2 other).
 _FAST_NORMAL = {}
 
 
@@ -296,12 +293,44 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
             else:
                 dev, dt, code, n, two, backend = entry
                 out = torch.empty(shape, dtype=dt, device=dev)
-                seed, stream, offset = generator._reserve(n, two)
-                if n == 0:
-                    return out
                 if backend == 1:
+                    seed, stream, offset = generator._reserve(n, two)
+                    if n:
+                        index = out.get_device()
+                        _C.fill_cuda(
+                            out.data_ptr(),
+                            n,
+                            _NORMAL,
+                            code,
+                            seed,
+                            stream,
+                            offset,
+                            index,
+                            _raw_stream(index),
+                        )
+                    return out
+                if backend == 0:
+                    seed, stream, offset = generator._reserve(n, two)
+                    if n:
+                        _C.fill_cpu(
+                            out.data_ptr(),
+                            n,
+                            _NORMAL,
+                            code,
+                            seed,
+                            stream,
+                            offset,
+                            _get_num_threads(),
+                        )
+                    return out
+                if backend == 3 and n:
                     index = out.get_device()
-                    _C.fill_cuda(
+                    module = _NV_MODULES.get(index)
+                    if module is None:  # loaded before the reservation: a refusal costs nothing
+                        module = _cuda.module(index)
+                    seed, stream, offset = generator._reserve(n, two)
+                    _C.drv_fill(
+                        module,
                         out.data_ptr(),
                         n,
                         _NORMAL,
@@ -313,10 +342,10 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
                         _raw_stream(index),
                     )
                     return out
-                if backend == 0:
-                    _C.fill_cpu(
-                        out.data_ptr(), n, _NORMAL, code, seed, stream, offset, _get_num_threads()
-                    )
+                if n and out.is_cuda:
+                    _cuda.prepare(out.get_device())
+                seed, stream, offset = generator._reserve(n, two)
+                if n == 0:
                     return out
                 return _fill(out, n, out.device, _NORMAL, code, seed, stream, offset)
     out = _normal(_shape_arg(shape), generator, device, dtype, layout, "shape")
@@ -340,10 +369,16 @@ def _remember_fast(shape, device, dtype):
     dev = _device_arg(device)
     if dev.type == "meta":
         return  # draws nothing: the full path handles it
-    if dev.type == "cuda" and _HAS_CUDA_KERNEL:
+    if dev.type == "cuda":
         # an index-less CUDA device stays index-less: torch.empty places the tensor on the
-        # current device and the fill reads the index back from it
-        backend, target = 1, device if isinstance(device, torch.device) else torch.device(device)
+        # current device and the fill reads the index back from it (so the backend must be the
+        # same on every visible device for it, else the general path picks it per call)
+        target = device if isinstance(device, torch.device) else torch.device(device)
+        if target.index is None:
+            chosen = {_cuda.device_backend(i) for i in range(torch.cuda.device_count())}
+        else:
+            chosen = {_cuda.device_backend(target.index)}
+        backend = {"aot": 1, "nvrtc": 3}.get(chosen.pop(), 2) if len(chosen) == 1 else 2
     elif dev.type == "cpu":
         backend, target = 0, dev
     else:
@@ -492,4 +527,5 @@ def build_info():
         "cpu_isa_selected": _C.cpu_isa_selected(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        **_cuda.info(),  # cuda_backend, nvrtc, cache_dir
     }

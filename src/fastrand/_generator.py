@@ -29,8 +29,13 @@ _STATE_LEN = 32  # magic(4) + reserved(4) + seed, stream, offset (3 x uint64 lit
 
 def _as_int(value, name):
     # bool, and 0-d bool tensors/arrays (torch.tensor(True) passes operator.index) are no integers
-    if isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("torch.bool", "bool"):
+    if isinstance(value, bool):
         raise TypeError(f"{name}: expected an integer, got bool")
+    if type(value) is not int and type(value).__name__ in ("Tensor", "ndarray", "bool_"):
+        # (by type name: this module imports neither torch nor NumPy, and a traced SymInt has
+        # no attributes to ask)
+        if str(value.dtype) in ("torch.bool", "bool"):
+            raise TypeError(f"{name}: expected an integer, got bool")
     try:
         return operator.index(value)
     except TypeError:

@@ -31,14 +31,13 @@ from typing import List
 
 import torch
 
-from . import _C
+from . import _C, _cuda
 from ._api import (
     _check_bytes,
     _device_arg,
     _factory_device,
     _fill,
     _float_dtype_arg,
-    _raw_stream,
     _shape_arg,
 )
 from ._generator import U64, check_seed, check_u64, next_offset
@@ -157,14 +156,11 @@ def _draw_state(
     _check_bytes(shape, dtype, "shape")
     out = torch.empty(shape, dtype=dtype, device=state.device)
     n = out.numel()
-    if state.device.type == "cuda" and _C.CUDA:
+    if state.device.type == "cuda":  # the CUDA backend (its copy path reads the state back)
         from ._graph import keep_for_capture
 
         keep_for_capture(state)  # a graph captured now keeps the state's address
-        index = state.device.index
-        _C.fill_cuda_state(
-            out.data_ptr(), n, kind, code, state.data_ptr(), index, _raw_stream(index)
-        )
+        _cuda.fill_state(out, n, kind, code, state)
     else:  # host copy of the state (synchronises on non-CPU devices)
         seed, stream, offset = (int(v) % U64 for v in state.tolist())
         _fill(out, n, out.device, kind, code, seed, stream, offset)
