@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, SupportsIndex, Union
 
 import torch
 
@@ -28,16 +30,28 @@ _ITEMSIZE = {
     torch.int32: 4,
     **({torch.uint32: 4} if hasattr(torch, "uint32") else {}),
 }
+if TYPE_CHECKING:
+    from ._graph import CudaGraphGenerator
+
+    GeneratorLike = Union[Generator, torch.Generator, CudaGraphGenerator]
+    GeneratorArg = Union[GeneratorLike, Sequence[GeneratorLike], None]
+    DeviceArg = Union[torch.device, str, int, None]
+    SizeArg = Union[SupportsIndex, Sequence[SupportsIndex], torch.Size]
+
 _CPU = torch.device("cpu")
 _DT_FLOAT64 = _C.DT_FLOAT64
 _get_num_threads = torch.get_num_threads
-_CUDA_OK = []  # [True] once torch has reported CUDA available (it does not change after)
-_CUDA_DEVICES = {}  # index -> torch.device("cuda", index)
+_CUDA_OK: list[
+    bool
+] = []  # [True] once torch has reported CUDA available (it does not change after)
+_CUDA_DEVICES: dict[int, torch.device] = {}  # index -> torch.device("cuda", index)
 
 
 # --------------------------------------------------------------------------------------------
 # argument policy
-_DEVICE_CACHE = {}  # (type, validated device argument) -> device
+_DEVICE_CACHE: dict[
+    tuple[type, Any], torch.device
+] = {}  # (type, validated device argument) -> device
 
 
 def _device_arg(device):
@@ -268,10 +282,16 @@ def _graph_fill(g, out, n, kind, code):
 # fastrand.Generator, a tuple of ints and an explicit dtype -> (device for torch.empty, dtype,
 # dtype code, n, float64?, backend: 0 CPU kernel, 1 CUDA AOT kernel, 3 CUDA NVRTC kernel,
 # 2 other).
-_FAST_NORMAL = {}
+_FAST_NORMAL: dict[tuple[Any, Any, Any], tuple[Any, ...]] = {}
 
 
-def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
+def randn_tensor(
+    shape: Sequence[SupportsIndex],
+    generator: GeneratorArg = None,
+    device: DeviceArg = None,
+    dtype: torch.dtype | None = None,
+    layout: torch.layout | None = None,
+) -> torch.Tensor:
     """Standard normal noise with diffusers' ``randn_tensor`` signature and batch semantics.
 
     The same (generator seed, offset) gives the same bits on every device; the noise is drawn
@@ -373,7 +393,7 @@ def _remember_fast(shape, device, dtype):
         # an index-less CUDA device stays index-less: torch.empty places the tensor on the
         # current device and the fill reads the index back from it (so the backend must be the
         # same on every visible device for it, else the general path picks it per call)
-        target = device if isinstance(device, torch.device) else torch.device(device)
+        target = torch.device(device) if isinstance(device, str) else (device or dev)
         if target.index is None:
             chosen = {_cuda.device_backend(i) for i in range(torch.cuda.device_count())}
         else:
@@ -416,12 +436,24 @@ def _normal(shape, generator, device, dtype, layout, name):
     return _draw(shape, generator, device, dtype, _NORMAL, code)
 
 
-def randn(*size, generator=None, dtype=None, device=None, layout=None):
+def randn(
+    *size: SizeArg,
+    generator: GeneratorArg = None,
+    dtype: torch.dtype | None = None,
+    device: DeviceArg = None,
+    layout: torch.layout | None = None,
+) -> torch.Tensor:
     """Like torch.randn: ``randn(2, 3)`` or ``randn((2, 3))``; the noise of randn_tensor."""
     return _normal(_size_args(size), generator, _factory_device(device), dtype, layout, "size")
 
 
-def rand(*size, generator=None, dtype=None, device=None, layout=None):
+def rand(
+    *size: SizeArg,
+    generator: GeneratorArg = None,
+    dtype: torch.dtype | None = None,
+    device: DeviceArg = None,
+    layout: torch.layout | None = None,
+) -> torch.Tensor:
     """Uniform [0, 1) values of the stream (spec section 6), like torch.rand."""
     shape = _size_args(size)
     device = _device_arg(_factory_device(device))
@@ -471,8 +503,13 @@ def _laid_out_like(values, input, memory_format):
 
 
 def randn_like(
-    input, *, generator=None, dtype=None, device=None, memory_format=torch.preserve_format
-):
+    input: torch.Tensor,
+    *,
+    generator: GeneratorArg = None,
+    dtype: torch.dtype | None = None,
+    device: DeviceArg = None,
+    memory_format: torch.memory_format = torch.preserve_format,
+) -> torch.Tensor:
     """Normal noise with the shape of ``input`` (and its dtype and device unless given).
 
     The values are those of ``randn_tensor(input.shape)`` (element i in row-major order of the
@@ -487,8 +524,13 @@ def randn_like(
 
 
 def rand_like(
-    input, *, generator=None, dtype=None, device=None, memory_format=torch.preserve_format
-):
+    input: torch.Tensor,
+    *,
+    generator: GeneratorArg = None,
+    dtype: torch.dtype | None = None,
+    device: DeviceArg = None,
+    memory_format: torch.memory_format = torch.preserve_format,
+) -> torch.Tensor:
     """Uniform [0, 1) values with the shape of ``input`` (and its dtype and device unless given);
     laid out like ``input`` as in randn_like."""
     shape, dtype, device = _like_args(input, dtype, device, memory_format)
@@ -496,7 +538,12 @@ def rand_like(
     return _laid_out_like(values, input, memory_format)
 
 
-def random_words(*size, generator=None, device=None, dtype=torch.int32):
+def random_words(
+    *size: SizeArg,
+    generator: GeneratorArg = None,
+    device: DeviceArg = None,
+    dtype: torch.dtype = torch.int32,
+) -> torch.Tensor:
     """The raw 32-bit Philox words of the stream (spec section 6), one position per value.
 
     Returned as torch.int32 (the words' bits; ``.view(torch.uint32)`` where torch has it) or as
@@ -512,7 +559,7 @@ def random_words(*size, generator=None, device=None, dtype=torch.int32):
     return _draw(shape, generator, device, dtype, _WORDS, _C.DT_UINT32)
 
 
-def build_info():
+def build_info() -> dict[str, Any]:
     """What this build and machine offer."""
     from . import __version__
 

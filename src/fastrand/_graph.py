@@ -33,6 +33,7 @@ What holds:
 from __future__ import annotations
 
 import threading
+from typing import SupportsIndex
 
 import torch
 
@@ -85,7 +86,14 @@ class CudaGraphGenerator:
     state: torch.Tensor
     device: torch.device
 
-    def __init__(self, seed, device="cuda", *, offset=0, stream=0):
+    def __init__(
+        self,
+        seed: SupportsIndex,
+        device: torch.device | str | int = "cuda",
+        *,
+        offset: SupportsIndex = 0,
+        stream: SupportsIndex = 0,
+    ) -> None:
         dev = torch.device(device) if not isinstance(device, torch.device) else device
         if dev.type != "cuda":
             raise ValueError(f"device: a CudaGraphGenerator lives on a CUDA device, not {dev}")
@@ -150,11 +158,11 @@ class CudaGraphGenerator:
     def get_offset(self) -> int:
         return self._read()[2]
 
-    def set_offset(self, offset) -> CudaGraphGenerator:
+    def set_offset(self, offset: SupportsIndex) -> CudaGraphGenerator:
         self._write([(2, check_u64(offset, "offset"))])
         return self
 
-    def manual_seed(self, seed) -> CudaGraphGenerator:
+    def manual_seed(self, seed: SupportsIndex) -> CudaGraphGenerator:
         """Sets the seed and restarts the sequence (offset 0; the stream is kept)."""
         self._write([(0, check_seed(seed)), (2, 0)])
         return self
@@ -167,7 +175,7 @@ class CudaGraphGenerator:
             self._sync()
             return copy
 
-    def set_state(self, state) -> CudaGraphGenerator:
+    def set_state(self, state: torch.Tensor) -> CudaGraphGenerator:
         """Restores a state from get_state() (an int64 tensor of 3 values, any device)."""
         if not isinstance(state, torch.Tensor):
             raise TypeError(

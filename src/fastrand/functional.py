@@ -27,7 +27,8 @@ including the graphs torch.compile(mode="reduce-overhead") records.
 
 from __future__ import annotations
 
-from typing import List
+from collections.abc import Sequence
+from typing import List, SupportsIndex
 
 import torch
 
@@ -127,12 +128,12 @@ def _draw(
     dtype: torch.dtype,
     device: torch.device,
 ) -> torch.Tensor:
-    shape = _shape_arg(tuple(shape))
+    dims = _shape_arg(tuple(shape))
     _check_kind(kind)
     dtype, code = _float_dtype_arg(dtype)
     device = _device_arg(device)
-    _check_bytes(shape, dtype, "shape")
-    out = torch.empty(shape, dtype=dtype, device=device)
+    _check_bytes(dims, dtype, "shape")
+    out = torch.empty(dims, dtype=dtype, device=device)
     _fill(out, out.numel(), out.device, kind, code, seed % U64, stream % U64, offset % U64)
     return out
 
@@ -150,11 +151,11 @@ def _draw_state(
     state: torch.Tensor, shape: List[int], kind: int, dtype: torch.dtype
 ) -> torch.Tensor:
     _check_state(state)
-    shape = _shape_arg(tuple(shape))
+    dims = _shape_arg(tuple(shape))
     _check_kind(kind)
     dtype, code = _float_dtype_arg(dtype)
-    _check_bytes(shape, dtype, "shape")
-    out = torch.empty(shape, dtype=dtype, device=state.device)
+    _check_bytes(dims, dtype, "shape")
+    out = torch.empty(dims, dtype=dtype, device=state.device)
     n = out.numel()
     if state.device.type == "cuda":  # the CUDA backend (its copy path reads the state back)
         from ._graph import keep_for_capture
@@ -201,13 +202,27 @@ def _explicit(kind, shape, seed, offset, stream, dtype, device):
     return _fill(out, out.numel(), dev, kind, code, seed, stream, offset)
 
 
-def randn(shape, seed, offset=0, stream=0, dtype=None, device=None):
+def randn(
+    shape: Sequence[SupportsIndex],
+    seed: SupportsIndex,
+    offset: SupportsIndex = 0,
+    stream: SupportsIndex = 0,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | int | None = None,
+) -> torch.Tensor:
     """Standard normals at (seed, stream, offset): equal to fastrand.randn(*shape,
     generator=fastrand.Generator(seed, offset=offset, stream=stream), dtype, device)."""
     return _explicit(_C.KIND_NORMAL, shape, seed, offset, stream, dtype, device)
 
 
-def rand(shape, seed, offset=0, stream=0, dtype=None, device=None):
+def rand(
+    shape: Sequence[SupportsIndex],
+    seed: SupportsIndex,
+    offset: SupportsIndex = 0,
+    stream: SupportsIndex = 0,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | int | None = None,
+) -> torch.Tensor:
     """Uniform [0, 1) values at (seed, stream, offset)."""
     return _explicit(_C.KIND_UNIFORM, shape, seed, offset, stream, dtype, device)
 
@@ -221,12 +236,16 @@ def _from_state(kind, state, shape, dtype):
     return _draw_state(state, list(shape), kind, dt)
 
 
-def randn_from_state(state, shape, dtype=None):
+def randn_from_state(
+    state: torch.Tensor, shape: Sequence[SupportsIndex], dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Standard normals at the (seed, stream, offset) held in `state` (int64[3]), advancing its
     offset; on CUDA without synchronising, so CUDA-graph replays draw fresh noise."""
     return _from_state(_C.KIND_NORMAL, state, shape, dtype)
 
 
-def rand_from_state(state, shape, dtype=None):
+def rand_from_state(
+    state: torch.Tensor, shape: Sequence[SupportsIndex], dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Uniform [0, 1) values from `state`, advancing it (see randn_from_state)."""
     return _from_state(_C.KIND_UNIFORM, state, shape, dtype)
