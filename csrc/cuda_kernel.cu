@@ -71,32 +71,47 @@ void preload(int device) {
 }
 
 // Selects `device` for the guard's lifetime (the runtime's launches go to the current device).
-// It reads the thread's current context with the driver API first: when a context is current
-// and belongs to `device`, nothing changes; otherwise cudaSetDevice(device), and on exit the
-// context that was current on entry is put back as it was, none included (cuCtxSetCurrent, which
-// creates nothing). The old "cudaSetDevice(previous device)" restore created device 0's primary
-// context in any thread that had no current context (see driver.cpp).
+// It compares the thread's current context with the device's primary context (the one the
+// runtime and torch use) through the driver API: when it is already current, nothing changes;
+// otherwise cudaSetDevice(device), and on exit the context that was current on entry is put back
+// as it was, none included (cuCtxSetCurrent, which creates nothing). The old "cudaSetDevice
+// (previous device)" restore created device 0's primary context in any thread that had no
+// current context (see driver.cpp).
 struct DeviceGuard {
   const drv::Api* a = drv::api();
   drv::CUcontext prev = nullptr;
   bool restore = false;
   cudaError_t err = cudaSuccess;
+  std::string why;  // a driver-side failure (err is then cudaErrorInvalidDevice)
   explicit DeviceGuard(int device) {
-    // The runtime links the same driver, so its entry points are there; without them the guard
-    // still selects the device but restores nothing rather than risk creating a context.
-    bool have_ctx = false;
-    if (a != nullptr && a->cuCtxGetCurrent(&prev) == 0) have_ctx = prev != nullptr;
-    int cur = -1;
-    if (have_ctx && cudaGetDevice(&cur) == cudaSuccess && cur == device) return;
-    err = cudaSetDevice(device);
-    if (err != cudaSuccess) {
-      cudaGetLastError();  // not this call's launch error: reported through err
+    if (a == nullptr) {
+      // The runtime opens the same driver, so this does not happen where launches can work;
+      // if it does, select the device and restore nothing rather than risk creating a context.
+      err = cudaSetDevice(device);
+      if (err != cudaSuccess) cudaGetLastError();  // reported through err, not as a launch
       return;
     }
-    restore = a != nullptr;
+    drv::CUcontext target = nullptr;
+    const drv::Status s = drv::primary_context(device, &target);
+    if (s.code != drv::Status::OK) {
+      err = cudaErrorInvalidDevice;
+      why = s.msg;
+      return;
+    }
+    if (a->cuCtxGetCurrent(&prev) == 0 && prev == target) return;
+    err = cudaSetDevice(device);
+    if (err != cudaSuccess) {
+      cudaGetLastError();  // reported through err, not as a launch error
+      return;
+    }
+    restore = true;
   }
   ~DeviceGuard() {
     if (restore) a->cuCtxSetCurrent(prev);
+  }
+  std::string error() const {
+    if (!why.empty()) return why;
+    return std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
   }
 };
 
@@ -117,7 +132,7 @@ cudaError_t launch(const plan::Launch& l, void** params, cudaStream_t st) {
 std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
   if (r.n == 0) return std::string();
   DeviceGuard guard(device);
-  if (guard.err != cudaSuccess) return error_string(guard.err);
+  if (guard.err != cudaSuccess) return guard.error();
   preload(device);
   plan::FillArgs args;
   const plan::Launch l = plan::plan_fill(r, sm_count(device), args);
@@ -128,7 +143,7 @@ std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
 
 std::string cuda_fill_state(const Request& r, uint64_t* state, int device, uintptr_t cuda_stream) {
   DeviceGuard guard(device);
-  if (guard.err != cudaSuccess) return error_string(guard.err);
+  if (guard.err != cudaSuccess) return guard.error();
   preload(device);
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(cuda_stream);
   plan::Launch lf, la;
@@ -148,7 +163,7 @@ std::string cuda_fill_state(const Request& r, uint64_t* state, int device, uintp
 std::string cuda_fill_box(const Request& r, const Box& box, int device, uintptr_t cuda_stream) {
   if (r.n == 0) return std::string();
   DeviceGuard guard(device);
-  if (guard.err != cudaSuccess) return error_string(guard.err);
+  if (guard.err != cudaSuccess) return guard.error();
   preload(device);
   plan::BoxFillArgs args;
   const plan::Launch l = plan::plan_box(r, box, sm_count(device), args);
@@ -161,7 +176,7 @@ std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t coun
                             uintptr_t cuda_stream) {
   if (count == 0) return std::string();
   DeviceGuard guard(device);
-  if (guard.err != cudaSuccess) return error_string(guard.err);
+  if (guard.err != cudaSuccess) return guard.error();
   preload(device);
   const uint64_t work = (count + 255) / 256;
   const uint64_t cap = uint64_t(sm_count(device)) * 16;

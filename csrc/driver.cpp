@@ -220,6 +220,18 @@ std::string status() { return loaded().ok ? std::string() : loaded().why; }
 
 std::string error_text(CUresult r) { return error_text_of(loaded().api, r); }
 
+Status primary_context(int device, CUcontext* ctx) {
+  const Loaded& l = loaded();
+  if (!l.ok) return Status::failed(l.why);
+  if (device >= 0 && device < MAX_DEVICES) {
+    *ctx = g_devices[device].ctx.load(std::memory_order_acquire);
+    if (*ctx != nullptr) return Status::ok();
+  }
+  Status s = check_device(l.api, device);
+  if (s.code != Status::OK) return s;
+  return primary_context(l.api, device, ctx);
+}
+
 ContextGuard::ContextGuard(const Api* a, CUcontext target) : a_(a) {
   CUcontext cur = nullptr;
   err_ = a_->cuCtxGetCurrent(&cur);
