@@ -165,9 +165,11 @@ std::string cuda_fill_box(const Request& r, const Box& box, int device, uintptr_
   DeviceGuard guard(device);
   if (guard.err != cudaSuccess) return guard.error();
   preload(device);
-  plan::BoxFillArgs args;
-  const plan::Launch l = plan::plan_box(r, box, sm_count(device), args);
-  plan::Params p = plan::params(args);
+  plan::BoxFillArgs bargs;
+  plan::FillArgs fargs;
+  bool is_fill = false;
+  const plan::Launch l = plan::plan_box(r, box, sm_count(device), bargs, fargs, is_fill);
+  plan::Params p = is_fill ? plan::params(fargs) : plan::params(bargs);
   const cudaError_t e = launch(l, p.get(), reinterpret_cast<cudaStream_t>(cuda_stream));
   return e == cudaSuccess ? std::string() : error_string(e);
 }

@@ -347,9 +347,11 @@ Status fill_box(int64_t module, const Request& r, const Box& box, int device,
                 uintptr_t cuda_stream) {
   FASTRAND_ENTER(module, device)
   if (r.n == 0) return Status::ok();
-  plan::BoxFillArgs args;
-  const plan::Launch l = plan::plan_box(r, box, sm_count(a, device), args);
-  plan::Params p = plan::params(args);
+  plan::BoxFillArgs bargs;
+  plan::FillArgs fargs;
+  bool is_fill = false;
+  const plan::Launch l = plan::plan_box(r, box, sm_count(a, device), bargs, fargs, is_fill);
+  plan::Params p = is_fill ? plan::params(fargs) : plan::params(bargs);
   return launch(a, *en.m, l, p.get(), cuda_stream);
 }
 

@@ -43,13 +43,16 @@ namespace fastrand {
 // The box of a region draw as the box kernel reads it (see Box in backend.h). The output is a
 // row-major array of rows: row r is output elements [r * rowlen, (r + 1) * rowlen), global values
 // [g0(r), g0(r) + rowlen) with g0(r) = base + sum_d idx_d(r) * gstride[d] over the leading
-// dimensions d < ndim - 1 (idx_d: row-major digits of r over size[0..ndim-1)). rowlen is
-// size[ndim - 1]; row_blocks bounds the Philox blocks one row touches (slots per row + head).
+// dimensions d < lead_dims (idx_d: row-major digits of r over size[0..lead_dims)). row_blocks
+// bounds the Philox blocks one row touches (its slots plus the head). narrow: the work items
+// and every size fit in 32 bits, so the kernel's index arithmetic (not the global positions)
+// runs in 32 bits.
 struct BoxArgs {
   uint64_t base;
   uint64_t rowlen;
   uint64_t row_blocks;
-  uint64_t lead_dims;  // ndim - 1
+  uint64_t lead_dims;
+  uint64_t narrow;
   uint64_t size[7];
   uint64_t gstride[7];
 };
@@ -194,41 +197,52 @@ __device__ __forceinline__ void fill_state_body(typename Op::T* __restrict__ out
 // A box (region draw): work item t is block j = t % row_blocks of row r = t / row_blocks. Row r
 // is a plain fill of rowlen values whose value i sits at position start + S * (g0(r) + i)
 // (S = 4 / P positions per value); the item computes the row's j-th Philox block if the row
-// touches that many, and writes the values of it that belong to the row. Blocks are computed
-// once each per row (rows that share a block compute it once each).
-template <class Op>
-__device__ __forceinline__ void fill_box_body(typename Op::T* __restrict__ out, uint64_t n,
+// touches that many, and writes the values of it that belong to the row. Idx: the type of the
+// item, row and digit arithmetic (uint32_t when BoxArgs::narrow).
+template <class Op, class Idx>
+__device__ __forceinline__ void fill_box_rows(typename Op::T* __restrict__ out, uint64_t n,
                                               uint64_t start, uint64_t stream, const RoundKeys& rk,
                                               const BoxArgs& box) {
   using T = typename Op::T;
   constexpr int P = Op::PER_BLOCK;
   constexpr uint64_t S = 4 / P;
-  const uint64_t rows = n / box.rowlen;
-  const uint64_t items = rows * box.row_blocks;
-  const uint64_t step = uint64_t(gridDim.x) * blockDim.x;
+  const Idx row_blocks = Idx(box.row_blocks);
+  const Idx items = Idx(n / box.rowlen) * row_blocks;
+  const Idx step = Idx(gridDim.x) * blockDim.x;
   const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
-  for (uint64_t t = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < items; t += step) {
-    const uint64_t r = t / box.row_blocks;
-    const uint64_t j = t - r * box.row_blocks;
-    uint64_t g0 = box.base, q = r;
+  for (Idx t = Idx(blockIdx.x) * blockDim.x + threadIdx.x; t < items; t += step) {
+    const Idx r = t / row_blocks;
+    const Idx j = t - r * row_blocks;
+    uint64_t g0 = box.base;
+    Idx q = r;
     for (int d = int(box.lead_dims) - 1; d >= 0; --d) {
-      const uint64_t sz = box.size[d];
-      const uint64_t qd = q / sz;
-      g0 += (q - qd * sz) * box.gstride[d];
+      const Idx sz = Idx(box.size[d]);
+      const Idx qd = q / sz;
+      g0 += uint64_t(q - qd * sz) * box.gstride[d];
       q = qd;
     }
     const uint64_t p0 = start + S * g0;  // position of the row's first value (wraps mod 2^64)
     const uint64_t head = (p0 & 3u) / S;
-    if (j * P >= head + box.rowlen) continue;  // the row ends before this block
+    if (uint64_t(j) * P >= head + box.rowlen) continue;  // the row ends before this block
     T v[P];
-    Op::eval(philox_rk(block_counter(p0 >> 2, j, s_lo, s_hi), rk), v);
-    T* row = out + r * box.rowlen;
+    Op::eval(philox_rk(block_counter(p0 >> 2, uint64_t(j), s_lo, s_hi), rk), v);
+    T* row = out + uint64_t(r) * box.rowlen;
 #pragma unroll
     for (int e = 0; e < P; ++e) {
-      const uint64_t s = j * P + e;
+      const uint64_t s = uint64_t(j) * P + e;
       if (s >= head && s - head < box.rowlen) row[s - head] = v[e];
     }
   }
+}
+
+template <class Op>
+__device__ __forceinline__ void fill_box_body(typename Op::T* __restrict__ out, uint64_t n,
+                                              uint64_t start, uint64_t stream, const RoundKeys& rk,
+                                              const BoxArgs& box) {
+  if (box.narrow)
+    fill_box_rows<Op, uint32_t>(out, n, start, stream, rk, box);
+  else
+    fill_box_rows<Op, uint64_t>(out, n, start, stream, rk, box);
 }
 
 }  // namespace kern
