@@ -3,6 +3,7 @@
 // the driver-API launcher (driver.cpp) uses for NVRTC-compiled cubins.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <string>
 
 #include "backend.h"
@@ -45,15 +46,18 @@ constexpr int MAX_DEVICES = 64;
 // its error as the runtime's sticky "last error": it is cleared here, so that the launch check
 // never reports a failed query as a failed launch (the kernel would have run).
 int sm_count(int device) {
-  static int cached[MAX_DEVICES] = {0};
-  if (device >= 0 && device < MAX_DEVICES && cached[device] > 0) return cached[device];
+  static std::atomic<int> cached[MAX_DEVICES];
+  if (device >= 0 && device < MAX_DEVICES) {
+    const int c = cached[device].load(std::memory_order_relaxed);
+    if (c > 0) return c;
+  }
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
       sms <= 0) {
     cudaGetLastError();
     sms = 80;
   }
-  if (device >= 0 && device < MAX_DEVICES) cached[device] = sms;
+  if (device >= 0 && device < MAX_DEVICES) cached[device].store(sms, std::memory_order_relaxed);
   return sms;
 }
 
@@ -61,13 +65,13 @@ int sm_count(int device) {
 // lazy loading (CUDA 12.2+ default) a kernel variant first used inside a stream capture would
 // otherwise be loaded during the capture. Failures are harmless here (a launch reports its own).
 void preload(int device) {
-  static bool done[MAX_DEVICES] = {false};
-  if (device < 0 || device >= MAX_DEVICES || done[device]) return;
+  static std::atomic<bool> done[MAX_DEVICES];
+  if (device < 0 || device >= MAX_DEVICES || done[device].load(std::memory_order_acquire)) return;
   cudaFuncAttributes attr;
   for (int k = 0; k < plan::N_KERNELS; ++k) cudaFuncGetAttributes(&attr, kKernels[k]);
   cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&fr_probe));
   cudaGetLastError();
-  done[device] = true;
+  done[device].store(true, std::memory_order_release);
 }
 
 // Selects `device` for the guard's lifetime (the runtime's launches go to the current device).
