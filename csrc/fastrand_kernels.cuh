@@ -194,55 +194,58 @@ __device__ __forceinline__ void fill_state_body(typename Op::T* __restrict__ out
                                     uint32_t(stream >> 32), make_round_keys(seed), nblocks, nvec);
 }
 
+// Row r and block j of box work item t, and the row's first global value g0 (see BoxArgs), with
+// the index arithmetic in Idx.
+template <class Idx>
+__device__ __forceinline__ void box_item(const BoxArgs& box, uint64_t t, uint64_t& r, uint64_t& j,
+                                         uint64_t& g0) {
+  const Idx row_blocks = Idx(box.row_blocks);
+  const Idx rr = Idx(t) / row_blocks;
+  j = uint64_t(Idx(t) - rr * row_blocks);
+  r = uint64_t(rr);
+  g0 = box.base;
+  Idx q = rr;
+  for (int d = int(box.lead_dims) - 1; d >= 0; --d) {
+    const Idx sz = Idx(box.size[d]);
+    const Idx qd = q / sz;
+    g0 += uint64_t(q - qd * sz) * box.gstride[d];
+    q = qd;
+  }
+}
+
 // A box (region draw): work item t is block j = t % row_blocks of row r = t / row_blocks. Row r
 // is a plain fill of rowlen values whose value i sits at position start + S * (g0(r) + i)
 // (S = 4 / P positions per value); the item computes the row's j-th Philox block if the row
-// touches that many, and writes the values of it that belong to the row. Idx: the type of the
-// item, row and digit arithmetic (uint32_t when BoxArgs::narrow).
-template <class Op, class Idx>
-__device__ __forceinline__ void fill_box_rows(typename Op::T* __restrict__ out, uint64_t n,
+// touches that many, and writes the values of it that belong to the row. The item's index
+// arithmetic runs in 32 bits when BoxArgs::narrow.
+template <class Op>
+__device__ __forceinline__ void fill_box_body(typename Op::T* __restrict__ out, uint64_t n,
                                               uint64_t start, uint64_t stream, const RoundKeys& rk,
                                               const BoxArgs& box) {
   using T = typename Op::T;
   constexpr int P = Op::PER_BLOCK;
   constexpr uint64_t S = 4 / P;
-  const Idx row_blocks = Idx(box.row_blocks);
-  const Idx items = Idx(n / box.rowlen) * row_blocks;
-  const Idx step = Idx(gridDim.x) * blockDim.x;
+  const uint64_t items = (n / box.rowlen) * box.row_blocks;
+  const uint64_t step = uint64_t(gridDim.x) * blockDim.x;
   const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
-  for (Idx t = Idx(blockIdx.x) * blockDim.x + threadIdx.x; t < items; t += step) {
-    const Idx r = t / row_blocks;
-    const Idx j = t - r * row_blocks;
-    uint64_t g0 = box.base;
-    Idx q = r;
-    for (int d = int(box.lead_dims) - 1; d >= 0; --d) {
-      const Idx sz = Idx(box.size[d]);
-      const Idx qd = q / sz;
-      g0 += uint64_t(q - qd * sz) * box.gstride[d];
-      q = qd;
-    }
+  for (uint64_t t = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < items; t += step) {
+    uint64_t r, j, g0;
+    if (box.narrow)
+      box_item<uint32_t>(box, t, r, j, g0);
+    else
+      box_item<uint64_t>(box, t, r, j, g0);
     const uint64_t p0 = start + S * g0;  // position of the row's first value (wraps mod 2^64)
     const uint64_t head = (p0 & 3u) / S;
-    if (uint64_t(j) * P >= head + box.rowlen) continue;  // the row ends before this block
+    if (j * P >= head + box.rowlen) continue;  // the row ends before this block
     T v[P];
-    Op::eval(philox_rk(block_counter(p0 >> 2, uint64_t(j), s_lo, s_hi), rk), v);
-    T* row = out + uint64_t(r) * box.rowlen;
+    Op::eval(philox_rk(block_counter(p0 >> 2, j, s_lo, s_hi), rk), v);
+    T* row = out + r * box.rowlen;
 #pragma unroll
     for (int e = 0; e < P; ++e) {
-      const uint64_t s = uint64_t(j) * P + e;
+      const uint64_t s = j * P + e;
       if (s >= head && s - head < box.rowlen) row[s - head] = v[e];
     }
   }
-}
-
-template <class Op>
-__device__ __forceinline__ void fill_box_body(typename Op::T* __restrict__ out, uint64_t n,
-                                              uint64_t start, uint64_t stream, const RoundKeys& rk,
-                                              const BoxArgs& box) {
-  if (box.narrow)
-    fill_box_rows<Op, uint32_t>(out, n, start, stream, rk, box);
-  else
-    fill_box_rows<Op, uint64_t>(out, n, start, stream, rk, box);
 }
 
 }  // namespace kern
