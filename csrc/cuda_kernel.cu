@@ -3,6 +3,7 @@
 // the driver-API launcher (driver.cpp) uses for NVRTC-compiled cubins.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <string>
 
 #include "backend.h"
@@ -45,15 +46,18 @@ constexpr int MAX_DEVICES = 64;
 // its error as the runtime's sticky "last error": it is cleared here, so that the launch check
 // never reports a failed query as a failed launch (the kernel would have run).
 int sm_count(int device) {
-  static int cached[MAX_DEVICES] = {0};
-  if (device >= 0 && device < MAX_DEVICES && cached[device] > 0) return cached[device];
+  static std::atomic<int> cached[MAX_DEVICES];
+  if (device >= 0 && device < MAX_DEVICES) {
+    const int c = cached[device].load(std::memory_order_relaxed);
+    if (c > 0) return c;
+  }
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
       sms <= 0) {
     cudaGetLastError();
     sms = 80;
   }
-  if (device >= 0 && device < MAX_DEVICES) cached[device] = sms;
+  if (device >= 0 && device < MAX_DEVICES) cached[device].store(sms, std::memory_order_relaxed);
   return sms;
 }
 
@@ -61,42 +65,57 @@ int sm_count(int device) {
 // lazy loading (CUDA 12.2+ default) a kernel variant first used inside a stream capture would
 // otherwise be loaded during the capture. Failures are harmless here (a launch reports its own).
 void preload(int device) {
-  static bool done[MAX_DEVICES] = {false};
-  if (device < 0 || device >= MAX_DEVICES || done[device]) return;
+  static std::atomic<bool> done[MAX_DEVICES];
+  if (device < 0 || device >= MAX_DEVICES || done[device].load(std::memory_order_acquire)) return;
   cudaFuncAttributes attr;
   for (int k = 0; k < plan::N_KERNELS; ++k) cudaFuncGetAttributes(&attr, kKernels[k]);
   cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&fr_probe));
   cudaGetLastError();
-  done[device] = true;
+  done[device].store(true, std::memory_order_release);
 }
 
 // Selects `device` for the guard's lifetime (the runtime's launches go to the current device).
-// It reads the thread's current context with the driver API first: when a context is current
-// and belongs to `device`, nothing changes; otherwise cudaSetDevice(device), and on exit the
-// context that was current on entry is put back as it was, none included (cuCtxSetCurrent, which
-// creates nothing). The old "cudaSetDevice(previous device)" restore created device 0's primary
-// context in any thread that had no current context (see driver.cpp).
+// It compares the thread's current context with the device's primary context (the one the
+// runtime and torch use) through the driver API: when it is already current, nothing changes;
+// otherwise cudaSetDevice(device), and on exit the context that was current on entry is put back
+// as it was, none included (cuCtxSetCurrent, which creates nothing). The old "cudaSetDevice
+// (previous device)" restore created device 0's primary context in any thread that had no
+// current context (see driver.cpp).
 struct DeviceGuard {
   const drv::Api* a = drv::api();
   drv::CUcontext prev = nullptr;
   bool restore = false;
   cudaError_t err = cudaSuccess;
+  std::string why;  // a driver-side failure (err is then cudaErrorInvalidDevice)
   explicit DeviceGuard(int device) {
-    // The runtime links the same driver, so its entry points are there; without them the guard
-    // still selects the device but restores nothing rather than risk creating a context.
-    bool have_ctx = false;
-    if (a != nullptr && a->cuCtxGetCurrent(&prev) == 0) have_ctx = prev != nullptr;
-    int cur = -1;
-    if (have_ctx && cudaGetDevice(&cur) == cudaSuccess && cur == device) return;
-    err = cudaSetDevice(device);
-    if (err != cudaSuccess) {
-      cudaGetLastError();  // not this call's launch error: reported through err
+    if (a == nullptr) {
+      // The runtime opens the same driver, so this does not happen where launches can work;
+      // if it does, select the device and restore nothing rather than risk creating a context.
+      err = cudaSetDevice(device);
+      if (err != cudaSuccess) cudaGetLastError();  // reported through err, not as a launch
       return;
     }
-    restore = a != nullptr;
+    drv::CUcontext target = nullptr;
+    const drv::Status s = drv::primary_context(device, &target);
+    if (s.code != drv::Status::OK) {
+      err = cudaErrorInvalidDevice;
+      why = s.msg;
+      return;
+    }
+    if (a->cuCtxGetCurrent(&prev) == 0 && prev == target) return;
+    err = cudaSetDevice(device);
+    if (err != cudaSuccess) {
+      cudaGetLastError();  // reported through err, not as a launch error
+      return;
+    }
+    restore = true;
   }
   ~DeviceGuard() {
     if (restore) a->cuCtxSetCurrent(prev);
+  }
+  std::string error() const {
+    if (!why.empty()) return why;
+    return std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
   }
 };
 
@@ -117,7 +136,7 @@ cudaError_t launch(const plan::Launch& l, void** params, cudaStream_t st) {
 std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
   if (r.n == 0) return std::string();
   DeviceGuard guard(device);
-  if (guard.err != cudaSuccess) return error_string(guard.err);
+  if (guard.err != cudaSuccess) return guard.error();
   preload(device);
   plan::FillArgs args;
   const plan::Launch l = plan::plan_fill(r, sm_count(device), args);
@@ -128,7 +147,7 @@ std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
 
 std::string cuda_fill_state(const Request& r, uint64_t* state, int device, uintptr_t cuda_stream) {
   DeviceGuard guard(device);
-  if (guard.err != cudaSuccess) return error_string(guard.err);
+  if (guard.err != cudaSuccess) return guard.error();
   preload(device);
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(cuda_stream);
   plan::Launch lf, la;
@@ -148,11 +167,13 @@ std::string cuda_fill_state(const Request& r, uint64_t* state, int device, uintp
 std::string cuda_fill_box(const Request& r, const Box& box, int device, uintptr_t cuda_stream) {
   if (r.n == 0) return std::string();
   DeviceGuard guard(device);
-  if (guard.err != cudaSuccess) return error_string(guard.err);
+  if (guard.err != cudaSuccess) return guard.error();
   preload(device);
-  plan::BoxFillArgs args;
-  const plan::Launch l = plan::plan_box(r, box, sm_count(device), args);
-  plan::Params p = plan::params(args);
+  plan::BoxFillArgs bargs;
+  plan::FillArgs fargs;
+  bool is_fill = false;
+  const plan::Launch l = plan::plan_box(r, box, sm_count(device), bargs, fargs, is_fill);
+  plan::Params p = is_fill ? plan::params(fargs) : plan::params(bargs);
   const cudaError_t e = launch(l, p.get(), reinterpret_cast<cudaStream_t>(cuda_stream));
   return e == cudaSuccess ? std::string() : error_string(e);
 }
@@ -161,7 +182,7 @@ std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t coun
                             uintptr_t cuda_stream) {
   if (count == 0) return std::string();
   DeviceGuard guard(device);
-  if (guard.err != cudaSuccess) return error_string(guard.err);
+  if (guard.err != cudaSuccess) return guard.error();
   preload(device);
   const uint64_t work = (count + 255) / 256;
   const uint64_t cap = uint64_t(sm_count(device)) * 16;

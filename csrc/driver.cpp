@@ -220,6 +220,18 @@ std::string status() { return loaded().ok ? std::string() : loaded().why; }
 
 std::string error_text(CUresult r) { return error_text_of(loaded().api, r); }
 
+Status primary_context(int device, CUcontext* ctx) {
+  const Loaded& l = loaded();
+  if (!l.ok) return Status::failed(l.why);
+  if (device >= 0 && device < MAX_DEVICES) {
+    *ctx = g_devices[device].ctx.load(std::memory_order_acquire);
+    if (*ctx != nullptr) return Status::ok();
+  }
+  Status s = check_device(l.api, device);
+  if (s.code != Status::OK) return s;
+  return primary_context(l.api, device, ctx);
+}
+
 ContextGuard::ContextGuard(const Api* a, CUcontext target) : a_(a) {
   CUcontext cur = nullptr;
   err_ = a_->cuCtxGetCurrent(&cur);
@@ -335,9 +347,11 @@ Status fill_box(int64_t module, const Request& r, const Box& box, int device,
                 uintptr_t cuda_stream) {
   FASTRAND_ENTER(module, device)
   if (r.n == 0) return Status::ok();
-  plan::BoxFillArgs args;
-  const plan::Launch l = plan::plan_box(r, box, sm_count(a, device), args);
-  plan::Params p = plan::params(args);
+  plan::BoxFillArgs bargs;
+  plan::FillArgs fargs;
+  bool is_fill = false;
+  const plan::Launch l = plan::plan_box(r, box, sm_count(a, device), bargs, fargs, is_fill);
+  plan::Params p = is_fill ? plan::params(fargs) : plan::params(bargs);
   return launch(a, *en.m, l, p.get(), cuda_stream);
 }
 

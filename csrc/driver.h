@@ -74,6 +74,9 @@ struct Status {
   static Status failed(std::string m) { return Status{FAILED, std::move(m)}; }
 };
 
+// The primary context of a device, retained once (for the life of the process) and cached.
+Status primary_context(int device, CUcontext* ctx);
+
 // Loads a cubin into `device`'s primary context (retained for the life of the process) and
 // looks up every kernel of launch_plan.h; *id receives the module's id (> 0).
 Status load_module(int device, const void* image, size_t size, int64_t* id);

@@ -43,13 +43,16 @@ namespace fastrand {
 // The box of a region draw as the box kernel reads it (see Box in backend.h). The output is a
 // row-major array of rows: row r is output elements [r * rowlen, (r + 1) * rowlen), global values
 // [g0(r), g0(r) + rowlen) with g0(r) = base + sum_d idx_d(r) * gstride[d] over the leading
-// dimensions d < ndim - 1 (idx_d: row-major digits of r over size[0..ndim-1)). rowlen is
-// size[ndim - 1]; row_blocks bounds the Philox blocks one row touches (slots per row + head).
+// dimensions d < lead_dims (idx_d: row-major digits of r over size[0..lead_dims)). row_blocks
+// bounds the Philox blocks one row touches (its slots plus the head). narrow: the work items
+// and every size fit in 32 bits, so the kernel's index arithmetic (not the global positions)
+// runs in 32 bits.
 struct BoxArgs {
   uint64_t base;
   uint64_t rowlen;
   uint64_t row_blocks;
-  uint64_t lead_dims;  // ndim - 1
+  uint64_t lead_dims;
+  uint64_t narrow;
   uint64_t size[7];
   uint64_t gstride[7];
 };
@@ -191,11 +194,30 @@ __device__ __forceinline__ void fill_state_body(typename Op::T* __restrict__ out
                                     uint32_t(stream >> 32), make_round_keys(seed), nblocks, nvec);
 }
 
+// Row r and block j of box work item t, and the row's first global value g0 (see BoxArgs), with
+// the index arithmetic in Idx.
+template <class Idx>
+__device__ __forceinline__ void box_item(const BoxArgs& box, uint64_t t, uint64_t& r, uint64_t& j,
+                                         uint64_t& g0) {
+  const Idx row_blocks = Idx(box.row_blocks);
+  const Idx rr = Idx(t) / row_blocks;
+  j = uint64_t(Idx(t) - rr * row_blocks);
+  r = uint64_t(rr);
+  g0 = box.base;
+  Idx q = rr;
+  for (int d = int(box.lead_dims) - 1; d >= 0; --d) {
+    const Idx sz = Idx(box.size[d]);
+    const Idx qd = q / sz;
+    g0 += uint64_t(q - qd * sz) * box.gstride[d];
+    q = qd;
+  }
+}
+
 // A box (region draw): work item t is block j = t % row_blocks of row r = t / row_blocks. Row r
 // is a plain fill of rowlen values whose value i sits at position start + S * (g0(r) + i)
 // (S = 4 / P positions per value); the item computes the row's j-th Philox block if the row
-// touches that many, and writes the values of it that belong to the row. Blocks are computed
-// once each per row (rows that share a block compute it once each).
+// touches that many, and writes the values of it that belong to the row. The item's index
+// arithmetic runs in 32 bits when BoxArgs::narrow.
 template <class Op>
 __device__ __forceinline__ void fill_box_body(typename Op::T* __restrict__ out, uint64_t n,
                                               uint64_t start, uint64_t stream, const RoundKeys& rk,
@@ -203,20 +225,15 @@ __device__ __forceinline__ void fill_box_body(typename Op::T* __restrict__ out, 
   using T = typename Op::T;
   constexpr int P = Op::PER_BLOCK;
   constexpr uint64_t S = 4 / P;
-  const uint64_t rows = n / box.rowlen;
-  const uint64_t items = rows * box.row_blocks;
+  const uint64_t items = (n / box.rowlen) * box.row_blocks;
   const uint64_t step = uint64_t(gridDim.x) * blockDim.x;
   const uint32_t s_lo = uint32_t(stream), s_hi = uint32_t(stream >> 32);
   for (uint64_t t = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < items; t += step) {
-    const uint64_t r = t / box.row_blocks;
-    const uint64_t j = t - r * box.row_blocks;
-    uint64_t g0 = box.base, q = r;
-    for (int d = int(box.lead_dims) - 1; d >= 0; --d) {
-      const uint64_t sz = box.size[d];
-      const uint64_t qd = q / sz;
-      g0 += (q - qd * sz) * box.gstride[d];
-      q = qd;
-    }
+    uint64_t r, j, g0;
+    if (box.narrow)
+      box_item<uint32_t>(box, t, r, j, g0);
+    else
+      box_item<uint64_t>(box, t, r, j, g0);
     const uint64_t p0 = start + S * g0;  // position of the row's first value (wraps mod 2^64)
     const uint64_t head = (p0 & 3u) / S;
     if (j * P >= head + box.rowlen) continue;  // the row ends before this block

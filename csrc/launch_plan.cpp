@@ -169,21 +169,45 @@ void plan_fill_state(const Request& r, uint64_t* state, int sms, Launch& fill, S
   advance = Launch{K_ADVANCE, 1, 1};
 }
 
-Launch plan_box(const Request& r, const Box& box, int sms, BoxFillArgs& args) {
+Launch plan_box(const Request& r, const Box& box, int sms, BoxFillArgs& bargs, FillArgs& fargs,
+                bool& is_fill) {
   const int op = op_index(r.kind, r.dtype);
   const int P = kPerBlock[op];
+  // (size, gstride) from the innermost dimension out, normalised
+  uint64_t size[MAX_BOX_DIMS], gstride[MAX_BOX_DIMS];
+  int nd = 0;
+  for (int d = box.ndim - 1; d >= 0; --d) {
+    if (nd > 0 && box.size[d] == 1) continue;  // a leading index that is always 0
+    if (nd > 0 && box.gstride[d] == size[nd - 1] * gstride[nd - 1]) {
+      size[nd - 1] *= box.size[d];  // contiguous with the dimension inside it: merge
+      continue;
+    }
+    size[nd] = box.size[d];
+    gstride[nd] = box.gstride[d];
+    ++nd;
+  }
+  const uint64_t start = first_position(r.offset, P);
+  is_fill = nd == 1;
+  if (is_fill) {  // one run: global values base .. base + n - 1, a plain fill
+    Request run = r;
+    run.offset = P == 4 ? r.offset + box.base : start + 2 * box.base;
+    return plan_fill(run, sms, fargs);
+  }
   BoxArgs b{};
   b.base = box.base;
-  b.rowlen = box.size[box.ndim - 1];
-  b.lead_dims = uint64_t(box.ndim - 1);
-  for (int d = 0; d + 1 < box.ndim; ++d) {
-    b.size[d] = box.size[d];
-    b.gstride[d] = box.gstride[d];
+  b.rowlen = size[0];
+  b.lead_dims = uint64_t(nd - 1);
+  bool narrow = true;
+  for (int d = 1; d < nd; ++d) {  // outermost first in BoxArgs
+    b.size[nd - 1 - d] = size[d];
+    b.gstride[nd - 1 - d] = gstride[d];
+    narrow = narrow && size[d] < (uint64_t(1) << 32);
   }
   // a row's values start at slot head (0 <= head < P) of its first block
   b.row_blocks = (uint64_t(P - 1) + b.rowlen + uint64_t(P - 1)) / uint64_t(P);
   const uint64_t items = (r.n / b.rowlen) * b.row_blocks;
-  args = BoxFillArgs{r.out, r.n, first_position(r.offset, P), r.stream, make_round_keys(r.seed), b};
+  b.narrow = narrow && items < (uint64_t(1) << 32) ? 1 : 0;
+  bargs = BoxFillArgs{r.out, r.n, start, r.stream, make_round_keys(r.seed), b};
   return Launch{K_BOX + op, grid_for(items, sms, 16), unsigned(THREADS)};
 }
 

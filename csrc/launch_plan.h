@@ -96,7 +96,11 @@ Launch plan_fill(const Request& r, int sms, FillArgs& args);
 void plan_fill_state(const Request& r, uint64_t* state, int sms, Launch& fill, StateArgs& fargs,
                      Launch& advance, AdvanceArgs& aargs);
 // The launch of a box fill (r.n = the box's numel > 0; box as backend.h, last gstride 1).
-Launch plan_box(const Request& r, const Box& box, int sms, BoxFillArgs& args);
+// Leading dimensions of size 1 are dropped and contiguous dimensions merged; a box that is then
+// one run of consecutive global values is a plain fill (is_fill: the launch and fargs are the
+// plain fill's, with all its launch shapes), any other takes the box kernel (bargs).
+Launch plan_box(const Request& r, const Box& box, int sms, BoxFillArgs& bargs, FillArgs& fargs,
+                bool& is_fill);
 
 // Launch shapes for benchmarks (all give the same bits).
 bool set_variant(int variant);

@@ -132,11 +132,19 @@ def test_box_kernel(emu, kind, dtype):
             full = want(kind, dtype, seed, stream, offset, int(np.prod(shape))).reshape(shape)
             exp = full[index].ravel()
             box = (base, sizes, gstrides)
-            for sms in (1, 3):
-                got = run(emu, "box", kind, dtype, seed, stream, offset, 0, 0, sms, 0, box)
-                assert np.array_equal(got, exp), (kind, dtype, shape, index, offset, sms)
-    # a collapsed box: the same values with contiguous dimensions merged
+            for mode, sms in (("box", 1), ("box", 3), ("box64", 2)):
+                got = run(emu, mode, kind, dtype, seed, stream, offset, 0, 0, sms, 0, box)
+                assert np.array_equal(got, exp), (mode, kind, dtype, shape, index, offset, sms)
+    # boxes that are one run of global values (plain fills after merging), or not
     seed, stream, offset = 5, 6, 7
     full = want(kind, dtype, seed, stream, offset, 4 * 6 * 10).reshape(4, 6, 10)
-    got = run(emu, "box", kind, dtype, seed, stream, offset, 0, box=(60 + 0, [2, 60], [60, 1]))
-    assert np.array_equal(got, full[1:3].ravel())
+    for box, index in (
+        ((60, [2, 60], [60, 1]), np.s_[1:3]),
+        ((60, [2, 6, 10], [60, 10, 1]), np.s_[1:3]),
+        ((63, [1, 1, 5], [60, 10, 1]), np.s_[1:2, 0:1, 3:8]),
+        ((63, [2, 1, 5], [60, 10, 1]), np.s_[1:3, 0:1, 3:8]),
+        ((3, [4, 6, 1], [60, 10, 1]), np.s_[:, :, 3:4]),
+    ):
+        for mode in ("box", "box64"):
+            got = run(emu, mode, kind, dtype, seed, stream, offset, 0, box=box)
+            assert np.array_equal(got, full[index].ravel()), (mode, box)

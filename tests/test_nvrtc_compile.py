@@ -127,10 +127,15 @@ def _sass_tool() -> list[str]:
     pytest.skip("neither cuobjdump nor nvdisasm found (pip install nvidia-cuda-cuobjdump)")
 
 
-def sass_opcodes(cubin_path: str) -> dict[str, collections.Counter]:
-    """Kernel name -> opcode histogram (opcode with its modifiers for MUFU, base otherwise)."""
+def sass_opcodes(path: str, arch: int | None = None) -> dict[str, collections.Counter]:
+    """Kernel name -> opcode histogram (opcode with its modifiers for MUFU, base otherwise) of a
+    cubin, or of the sm_<arch> code in a host binary (cuobjdump only)."""
     tool = _sass_tool()
-    out = subprocess.run([*tool, cubin_path], capture_output=True, text=True, check=True).stdout
+    if arch is not None:
+        if os.path.basename(tool[0]) != "cuobjdump":
+            pytest.skip("reading a host binary needs cuobjdump")
+        tool = [*tool, "-arch", f"sm_{arch}"]
+    out = subprocess.run([*tool, path], capture_output=True, text=True, check=True).stdout
     kernels: dict[str, collections.Counter] = {}
     cur = None
     for line in out.splitlines():
@@ -164,9 +169,13 @@ def _nvcc_version(nvcc: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
-def _aot_cubin(tmp_path) -> tuple[str, tuple[int, int]]:
-    """nvcc's sm_90 cubin of the embedded kernel source, with the build's device flags."""
+def _aot_code(tmp_path) -> tuple[dict[str, collections.Counter], tuple[int, int]]:
+    """The nvcc build's sm_90 machine code: the built extension's when it holds sm_90, else
+    nvcc's cubin of the embedded kernel source with the build's device flags."""
     nvcc = find_tool("nvcc")
+    if _C.CUDA and f"sm_{SASS_ARCH}" in _C.CUDA_ARCHS.split(",") and find_tool("cuobjdump"):
+        ver = _nvcc_version(nvcc) if nvcc else (0, 0)  # the build's nvcc, as far as known
+        return sass_opcodes(_C.__file__, SASS_ARCH), ver
     if nvcc is None:
         pytest.skip("no nvcc (CUDA toolkit): nothing to compare the NVRTC cubin with")
     src = tmp_path / "src"
@@ -178,15 +187,15 @@ def _aot_cubin(tmp_path) -> tuple[str, tuple[int, int]]:
     cmd += [f"-gencode=arch=compute_{SASS_ARCH},code=sm_{SASS_ARCH}"]
     cmd += [str(src / _C.KERNEL_MAIN), "-o", out]
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    return out, _nvcc_version(nvcc)
+    return sass_opcodes(out), _nvcc_version(nvcc)
 
 
 def test_nvrtc_machine_code_matches_nvcc(nvrtc: Nvrtc, cubins, tmp_path):
-    aot_path, nvcc_ver = _aot_cubin(tmp_path)
+    aot, nvcc_ver = _aot_code(tmp_path)
     rtc_path = str(tmp_path / "nvrtc.cubin")
     with open(rtc_path, "wb") as f:
         f.write(cubins[SASS_ARCH][0])
-    aot, rtc = sass_opcodes(aot_path), sass_opcodes(rtc_path)
+    rtc = sass_opcodes(rtc_path)
     same_compiler = nvcc_ver == nvrtc.version()
     for name in _C.KERNEL_NAMES:
         assert name in aot and name in rtc, name

@@ -9,7 +9,8 @@
 //
 // Usage: kernel_emu MODE KIND DTYPE SEED STREAM OFFSET N VARIANT SMS MISALIGN [BASE SIZE,..
 // GSTRIDE,..]
-//   MODE fill | state | box; MISALIGN: bytes added to the output address (unaligned path).
+//   MODE fill | state | box | box64 (the box kernel's 64-bit index path); MISALIGN: bytes added to
+//   the output address (unaligned path).
 // Prints the values' bit patterns in hex on one line (state mode: then the new offset, hex).
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,7 +134,7 @@ int main(int argc, char** argv) {
   const int op = plan::op_index(r.kind, r.dtype);
   if (op < 0 || !plan::set_variant(variant)) return 2;
   Box box{};
-  if (mode == "box") {
+  if (mode == "box" || mode == "box64") {
     if (argc != 14) return 2;
     box.base = strtoull(argv[11], nullptr, 0);
     const std::vector<uint64_t> sizes = list(argv[12]), gstrides = list(argv[13]);
@@ -164,10 +165,13 @@ int main(int argc, char** argv) {
       plan::plan_fill_state(r, state, sms, lf, fa, la, aa);
       if (lf.kernel >= 0) run(lf, plan::params(fa).get());
       run(la, plan::params(aa).get());
-    } else if (mode == "box") {
-      plan::BoxFillArgs a;
-      const plan::Launch l = plan::plan_box(r, box, sms, a);
-      run(l, plan::params(a).get());
+    } else if (mode == "box" || mode == "box64") {
+      plan::BoxFillArgs ba;
+      plan::FillArgs fa;
+      bool is_fill = false;
+      const plan::Launch l = plan::plan_box(r, box, sms, ba, fa, is_fill);
+      if (mode == "box64") ba.box.narrow = 0;  // the 64-bit index path
+      run(l, is_fill ? plan::params(fa).get() : plan::params(ba).get());
     } else {
       return 2;
     }
