@@ -127,8 +127,8 @@ class BrownianTree:
         width = t1 - t0
         if not math.isfinite(width):
             raise ValueError(f"t0, t1: t1 - t0 overflows ({t0!r}, {t1!r})")
-        if isinstance(tol, bool):
-            raise TypeError("tol: expected a positive real number, got bool")
+        if isinstance(tol, (bool, str, bytes)):
+            raise TypeError(f"tol: expected a positive real number, got {type(tol).__name__}")
         try:
             tol = float(tol)
         except (TypeError, ValueError):
@@ -216,7 +216,9 @@ class BrownianTree:
             self._zero = torch.zeros(self.size, dtype=self.dtype, device=self.device)
         return self._zero
 
-    def _node(self, m: int, level: int, lo: torch.Tensor | None, hi: torch.Tensor | None):
+    def _node(
+        self, m: int, level: int, lo: torch.Tensor | None, hi: torch.Tensor | None
+    ) -> torch.Tensor:
         """Computes W at grid point m: level 0 is the root, sqrt(t1 - t0) * Z; a level-l
         midpoint of [lo, hi] is (W(lo) + W(hi)) * 0.5 + sqrt((t1 - t0) * 2^-(l+1)) * Z."""
         w = (
@@ -236,7 +238,7 @@ class BrownianTree:
             (node * self._stride) % _U64,
         )
         w.mul_(self._scales[level])  # scale * Z, rounded once
-        if level:
+        if lo is not None and hi is not None:  # every level but the root's
             tmp = self._tmp
             if tmp is None:
                 tmp = self._tmp = torch.empty(self.size, dtype=self.dtype, device=self.device)
