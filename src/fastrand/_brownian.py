@@ -264,9 +264,8 @@ class BrownianTree:
         w_lo, w_hi = self._zeros(), root
         while m != hi:
             mid = (lo + hi) >> 1
-            w = cache.get(mid)
-            if w is None:
-                w = self._node(mid, level, w_lo, w_hi)
+            cached = cache.get(mid)
+            w = self._node(mid, level, w_lo, w_hi) if cached is None else cached
             touched.append(mid)
             if m == mid:
                 break
