@@ -7,7 +7,7 @@ same pattern computed from the scheduler's formulas). One measured run = buildin
 (seed 0) and making all of those calls, so every run starts with a cold cache.
 
 Usage (from the repository root):
-    PYTHONPATH=src python benchmarks/bench_sde.py [--quick] [--out DIR] [--steps N]
+    PYTHONPATH=src python benchmarks/bench_sde.py [--quick] [--out DIR] [--steps N] [--threads T ...]
 
 Writes DIR/sde.json (default DIR: bench-results/).
 """
@@ -96,6 +96,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="*",
+        help="torch thread counts to measure (default: 1 and torch's default)",
+    )
     args = ap.parse_args()
 
     info = C.machine_info()
@@ -135,7 +141,7 @@ def main():
     repeats = 2 if args.quick else 5
     rows = []
     saved_threads = torch.get_num_threads()
-    thread_counts = sorted({1, saved_threads})
+    thread_counts = sorted(set(args.threads or [1, saved_threads]))
     try:
         for threads in thread_counts:
             torch.set_num_threads(threads)
