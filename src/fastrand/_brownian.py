@@ -41,6 +41,7 @@ ANCESTRAL_STREAM = 0x616E636573747261  # b"ancestra": default_noise_sampler's dr
 DEFAULT_CACHE_BYTES = 64 << 20
 _MIN_CACHE_NODES = 4
 _U64 = 1 << 64
+_KIND_NORMAL = _C.KIND_NORMAL
 _TREE_DTYPES = {torch.float32: (_C.DT_FLOAT32, 1, 4), torch.float64: (_C.DT_FLOAT64, 2, 8)}
 
 
@@ -103,7 +104,8 @@ class BrownianTree:
 
     The tree reads the whole of stream ``stream`` of ``seed`` (node k at positions from
     ``k * stride``); do not draw other noise from that stream. Node values are cached (least
-    recently used first out) up to ``cache_bytes`` (default 64 MiB, at least 4 nodes kept).
+    recently used first out): at most ``2 * (depth + 2)`` nodes and ``cache_bytes`` (default
+    64 MiB), at least 4 nodes.
     Thread-safe. The layout is frozen as "Brownian tree v1" in docs/brownian-tree.md.
     """
 
@@ -164,7 +166,10 @@ class BrownianTree:
         self._width = width
         self._cells = 1 << depth
         self._node_bytes = numel * itemsize
-        self._capacity = max(_MIN_CACHE_NODES, cache_bytes // max(1, self._node_bytes))
+        # enough for the paths of the last few query points (more only costs fresh memory)
+        self._capacity = max(
+            _MIN_CACHE_NODES, min(cache_bytes // max(1, self._node_bytes), 2 * (depth + 2))
+        )
         # scale of a level-l midpoint: sqrt((t1 - t0) * 2^-(l + 1)); of the root: sqrt(t1 - t0)
         self._scales = [math.sqrt(width)] + [
             math.sqrt(math.ldexp(width, -(level + 1))) for level in range(1, depth + 1)
@@ -174,6 +179,8 @@ class BrownianTree:
         self._pool_size = depth + 2
         self._zero: torch.Tensor | None = None
         self._tmp: torch.Tensor | None = None
+        self._on_cpu = dev.type == "cpu"
+        self._threads = 1
         self._lock = threading.RLock()
 
     # ---------------------------------------------------------------------------------------
@@ -201,6 +208,7 @@ class BrownianTree:
         a = self.grid_index(_time_arg(ta, "ta"))
         b = None if tb is None else self.grid_index(_time_arg(tb, "tb"))
         with self._lock:
+            self._threads = torch.get_num_threads()
             try:
                 if b is None:
                     return self._point(a).clone()
@@ -226,17 +234,30 @@ class BrownianTree:
             if self._pool
             else torch.empty(self.size, dtype=self.dtype, device=self.device)
         )
-        node = 0 if level == 0 else node_id(m, self.depth)
-        _fill(
-            w,
-            self._numel,
-            self.device,
-            _C.KIND_NORMAL,
-            self._code,
-            self._seed,
-            self._stream,
-            (node * self._stride) % _U64,
-        )
+        offset = 0 if level == 0 else (node_id(m, self.depth) * self._stride) % _U64
+        if self._numel:
+            if self._on_cpu:  # the common case, straight to the kernel
+                _C.fill_cpu(
+                    w.data_ptr(),
+                    self._numel,
+                    _KIND_NORMAL,
+                    self._code,
+                    self._seed,
+                    self._stream,
+                    offset,
+                    self._threads,
+                )
+            else:
+                _fill(
+                    w,
+                    self._numel,
+                    self.device,
+                    _KIND_NORMAL,
+                    self._code,
+                    self._seed,
+                    self._stream,
+                    offset,
+                )
         w.mul_(self._scales[level])  # scale * Z, rounded once
         if lo is not None and hi is not None:  # every level but the root's
             tmp = self._tmp
