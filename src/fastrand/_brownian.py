@@ -195,7 +195,9 @@ class BrownianTree:
     def grid_index(self, t: Any) -> int:
         """The grid point of time t: round-half-even(((t - t0) / (t1 - t0)) * 2^D), clamped
         to [0, 2^D] (binary64, each operation rounded)."""
-        t = _time_arg(t, "t")
+        return self._index(_time_arg(t, "t"))
+
+    def _index(self, t: float) -> int:
         x = ((t - self.t0) / self._width) * self._cells
         if not x > 0:
             return 0
@@ -205,8 +207,8 @@ class BrownianTree:
 
     def __call__(self, ta: Any, tb: Any = None) -> torch.Tensor:
         """``W(tb) - W(ta)``; with one argument ``W(ta)`` (= ``W(ta) - W(t0)``)."""
-        a = self.grid_index(_time_arg(ta, "ta"))
-        b = None if tb is None else self.grid_index(_time_arg(tb, "tb"))
+        a = self._index(_time_arg(ta, "ta"))
+        b = None if tb is None else self._index(_time_arg(tb, "tb"))
         with self._lock:
             self._threads = torch.get_num_threads()
             try:
