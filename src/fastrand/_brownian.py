@@ -15,6 +15,7 @@ of diffusers' and k-diffusion's SDE samplers (DPM-Solver SDE, DPM++ 2M/3M SDE, a
 from __future__ import annotations
 
 import math
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -72,6 +73,16 @@ def _tree_dtype_arg(dtype: Any) -> torch.dtype:
     if dtype not in _TREE_DTYPES:
         raise ValueError(f"dtype: a Brownian tree is float32 or float64, not {dtype}")
     return dtype
+
+
+def _round_to(dtype: torch.dtype, x: float) -> float:
+    """x (binary64) rounded to nearest-even in dtype, as a Python float."""
+    if dtype == torch.float32:
+        try:
+            return struct.unpack("<f", struct.pack("<f", x))[0]
+        except OverflowError:  # beyond the float32 range: rounds to infinity
+            return math.copysign(math.inf, x)
+    return x
 
 
 def tree_depth(t0: float, t1: float, tol: float) -> int:
@@ -170,9 +181,14 @@ class BrownianTree:
         self._capacity = max(
             _MIN_CACHE_NODES, min(cache_bytes // max(1, self._node_bytes), 2 * (depth + 2))
         )
-        # scale of a level-l midpoint: sqrt((t1 - t0) * 2^-(l + 1)); of the root: sqrt(t1 - t0)
-        self._scales = [math.sqrt(width)] + [
-            math.sqrt(math.ldexp(width, -(level + 1))) for level in range(1, depth + 1)
+        # scale of a level-l midpoint: sqrt((t1 - t0) * 2^-(l + 1)); of the root: sqrt(t1 - t0);
+        # rounded to dtype here, so torch multiplies by exactly that value on every device
+        self._scales = [
+            _round_to(dtype, math.sqrt(width)),
+            *(
+                _round_to(dtype, math.sqrt(math.ldexp(width, -(level + 1))))
+                for level in range(1, depth + 1)
+            ),
         ]
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._pool: list[torch.Tensor] = []  # storage of evicted nodes, reused
@@ -416,8 +432,8 @@ class BrownianTreeNoiseSampler:
         if dt == 0:
             raise ValueError(f"sigma, sigma_next: equal times ({ta!r}) have no noise increment")
         # one rounding: the increment times sign / sqrt(dt), a binary64 value rounded to dtype
-        factor = self.sign / math.sqrt(dt)
         trees = self.trees
+        factor = _round_to(trees[0].dtype, self.sign / math.sqrt(dt))
         if self.batched:
             first = trees[0]
             out = torch.empty(self.shape, dtype=first.dtype, device=first.device)
