@@ -194,6 +194,11 @@ def test_query_order_and_cache_independence():
             assert np.array_equal(bits(small(p)), expected[p])
         small.clear_cache()
         assert np.array_equal(bits(small(order[0])), expected[order[0]])
+    # results are never cached storage: later queries (which reuse evicted nodes) leave them be
+    small = fastrand.BrownianTree(0.0, 1.0, (33,), seed=9, stream=2, cache_bytes=0)
+    kept = [(p, small(p), small(0.0, p)) for p in points]
+    for p, w, inc in kept:
+        assert np.array_equal(bits(w), expected[p]) and np.array_equal(bits(inc), expected[p])
 
 
 def test_additivity_within_rounding():
