@@ -42,15 +42,13 @@ _DEFINED_IN = {"randn_tensor": _TORCH_UTILS, "BrownianTreeNoiseSampler": _SDE_MO
 # All state below is guarded by _LOCK (re-entrant: a module imported by an import that happens
 # while the lock is held may run the post-import hook on the same thread).
 _LOCK = threading.RLock()
-_ACTIVE: set[object] = set()  # tokens of the patches currently in force (handles and their blocks)
+_ACTIVE: set[object] = set()  # tokens of the patches in force (handles and their blocks)
 _ORIGINAL = [None]  # diffusers' own randn_tensor (the last one seen; kept after undo)
-_ORIGINALS: dict[
-    str, Any
-] = {}  # attribute name -> diffusers' own object (the last one seen; kept after undo)
+# attribute name -> diffusers' own object (the last one seen; kept after undo)
+_ORIGINALS: dict[str, Any] = {}
 _REPLACEMENTS: dict[str, Any] = {}  # attribute name -> fastrand's replacement
-_REPLACED: dict[
-    int, tuple[types.ModuleType, set[str]]
-] = {}  # id(module) -> (module, {attribute names we replaced})
+# id(module) -> (module, {attribute names we replaced})
+_REPLACED: dict[int, tuple[types.ModuleType, set[str]]] = {}
 _FINDER = [None]  # the installed _PatchingFinder, or None
 
 
