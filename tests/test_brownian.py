@@ -111,6 +111,11 @@ def test_known_answers_equal_numpy_reference(case):
         got = tree(t)
         assert got.dtype == dtype and tuple(got.shape) == size
         assert np.array_equal(bits(got), bits(e)), (t, got, e)
+    # the GPU's way (normals of up to 8 nodes drawn into one buffer, one multiplication)
+    batched = fastrand.BrownianTree(t0, t1, size, seed=seed, stream=stream, dtype=dtype, tol=tol)
+    batched._batch = 8
+    for t, e in zip(times, expected):
+        assert np.array_equal(bits(batched(t)), bits(e)), t
     # increments are W(tb) - W(ta), one rounding
     for (ta, ea), (tb, eb) in zip(zip(times, expected), zip(times[1:], expected[1:])):
         assert np.array_equal(bits(tree(ta, tb)), bits(eb - ea))

@@ -197,6 +197,11 @@ class BrownianTree:
         self._tmp: torch.Tensor | None = None
         self._on_cpu = dev.type == "cpu"
         self._threads = 1
+        # nodes whose normals are drawn into one buffer and scaled by one multiplication: fewer
+        # kernel launches on a GPU; on the CPU one node at a time keeps the work in cache
+        self._batch = 1 if self._on_cpu else max(1, min(8, (16 << 20) // max(1, self._node_bytes)))
+        self._scratch: torch.Tensor | None = None
+        self._scale_col: torch.Tensor | None = None
         self._lock = threading.RLock()
 
     # ---------------------------------------------------------------------------------------
@@ -242,51 +247,95 @@ class BrownianTree:
             self._zero = torch.zeros(self.size, dtype=self.dtype, device=self.device)
         return self._zero
 
-    def _node(
-        self, m: int, level: int, lo: torch.Tensor | None, hi: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Computes W at grid point m: level 0 is the root, sqrt(t1 - t0) * Z; a level-l
-        midpoint of [lo, hi] is (W(lo) + W(hi)) * 0.5 + sqrt((t1 - t0) * 2^-(l+1)) * Z."""
-        w = (
+    def _new_node(self) -> torch.Tensor:
+        return (
             self._pool.pop()
             if self._pool
             else torch.empty(self.size, dtype=self.dtype, device=self.device)
         )
-        offset = 0 if level == 0 else (node_id(m, self.depth) * self._stride) % _U64
-        if self._numel:
-            if self._on_cpu:  # the common case, straight to the kernel
-                _C.fill_cpu(
-                    w.data_ptr(),
-                    self._numel,
-                    _KIND_NORMAL,
-                    self._code,
-                    self._seed,
-                    self._stream,
-                    offset,
-                    self._threads,
-                )
-            else:
-                _fill(
-                    w,
-                    self._numel,
-                    self.device,
-                    _KIND_NORMAL,
-                    self._code,
-                    self._seed,
-                    self._stream,
-                    offset,
-                )
-        w.mul_(self._scales[level])  # scale * Z, rounded once
-        if lo is not None and hi is not None:  # every level but the root's
-            tmp = self._tmp
-            if tmp is None:
-                tmp = self._tmp = torch.empty(self.size, dtype=self.dtype, device=self.device)
-            torch.add(lo, hi, out=tmp)
-            # + (W(lo) + W(hi)) * 0.5: the halving is exact, so torch may fuse it into this
-            # addition (add with alpha) without changing a bit
-            torch.add(w, tmp, alpha=0.5, out=w)
-        self._cache[m] = w
+
+    def _normals(self, out: torch.Tensor, node: int) -> None:
+        """Writes node `node`'s normal vector Z (stream v1 at node * stride) into `out`."""
+        if not self._numel:
+            return
+        offset = (node * self._stride) % _U64
+        if self._on_cpu:  # the common case, straight to the kernel
+            _C.fill_cpu(
+                out.data_ptr(),
+                self._numel,
+                _KIND_NORMAL,
+                self._code,
+                self._seed,
+                self._stream,
+                offset,
+                self._threads,
+            )
+        else:
+            _fill(
+                out,
+                self._numel,
+                self.device,
+                _KIND_NORMAL,
+                self._code,
+                self._seed,
+                self._stream,
+                offset,
+            )
+
+    def _root(self) -> torch.Tensor:
+        """W(t1) = sqrt(t1 - t0) * Z_0."""
+        w = self._new_node()
+        self._normals(w, 0)
+        w.mul_(self._scales[0])
+        self._cache[self._cells] = w
         return w
+
+    def _scale_column(self) -> torch.Tensor:
+        col = self._scale_col
+        if col is None:
+            col = torch.tensor(self._scales, dtype=self.dtype).unsqueeze(1).to(self.device)
+            self._scale_col = col
+        return col
+
+    def _chain(
+        self, chain: list[tuple[int, int, int, int]], values: dict[int, torch.Tensor]
+    ) -> None:
+        """Computes W at consecutive nodes of one bisection path, (mid, lo, hi, level) with
+        levels increasing by one: W(mid) = (W(lo) + W(hi)) * 0.5 + scale(level) * Z. With
+        self._batch > 1 the normals of up to that many nodes are drawn into one buffer and
+        scaled by one multiplication (the same bits)."""
+        tmp = self._tmp
+        if tmp is None:
+            tmp = self._tmp = torch.empty(self.size, dtype=self.dtype, device=self.device)
+        step = self._batch
+        depth = self.depth
+        for start in range(0, len(chain), step):
+            part = chain[start : start + step]
+            k = len(part)
+            if k == 1:
+                sz = self._new_node()  # scale * Z straight into the node's storage
+                self._normals(sz, node_id(part[0][0], depth))
+                sz.mul_(self._scales[part[0][3]])
+                rows = [sz]
+            else:
+                buf = self._scratch
+                if buf is None:
+                    buf = self._scratch = torch.empty(
+                        (step, self._numel), dtype=self.dtype, device=self.device
+                    )
+                for row, (mid, _, _, _) in enumerate(part):
+                    self._normals(buf[row], node_id(mid, depth))
+                level0 = part[0][3]
+                buf[:k].mul_(self._scale_column()[level0 : level0 + k])
+                rows = [buf[row].view(self.size) for row in range(k)]
+            for (mid, lo, hi, _), sz in zip(part, rows):
+                w = sz if k == 1 else self._new_node()
+                torch.add(values[lo], values[hi], out=tmp)
+                # + (W(lo) + W(hi)) * 0.5: the halving is exact, so torch may fuse it into
+                # this addition (add with alpha) without changing a bit
+                torch.add(sz, tmp, alpha=0.5, out=w)
+                values[mid] = w
+                self._cache[mid] = w
 
     def _point(self, m: int) -> torch.Tensor:
         """W at grid point m (0 <= m <= 2^D), from the root by bisection; a cached tensor."""
@@ -296,28 +345,33 @@ class BrownianTree:
         cells = self._cells
         root = cache.get(cells)
         if root is None:
-            root = self._node(cells, 0, None, None)
+            root = self._root()
+        values = {0: self._zeros(), cells: root}
         touched = [cells]
-        w = root
         lo, hi, level = 0, cells, 1
-        w_lo, w_hi = self._zeros(), root
+        chain: list[tuple[int, int, int, int]] = []  # the path below the deepest cached node
         while m != hi:
             mid = (lo + hi) >> 1
-            cached = cache.get(mid)
-            w = self._node(mid, level, w_lo, w_hi) if cached is None else cached
             touched.append(mid)
+            cached = None if chain else cache.get(mid)
+            if cached is None:
+                chain.append((mid, lo, hi, level))
+            else:
+                values[mid] = cached
             if m == mid:
                 break
             if m < mid:
-                hi, w_hi = mid, w
+                hi = mid
             else:
-                lo, w_lo = mid, w
+                lo = mid
             level += 1
+        if chain:
+            self._chain(chain, values)
         # mark the path used, shallow nodes last: eviction (least recently used first) takes
         # deep nodes before their ancestors
         for key in reversed(touched):
             cache.move_to_end(key)
-        return w
+        return values[m]
 
     def _evict(self) -> None:
         cache, pool = self._cache, self._pool
@@ -331,7 +385,7 @@ class BrownianTree:
         with self._lock:
             self._cache.clear()
             self._pool.clear()
-            self._zero = self._tmp = None
+            self._zero = self._tmp = self._scratch = self._scale_col = None
 
     def __repr__(self) -> str:
         return (
