@@ -487,3 +487,31 @@ def test_cpu_equals_cuda(dtype):
     for a, b in [(14.6, 10.0), (14.6, 7.0), (0.5, 0.03)]:
         ref = bits(s_cpu(a, b))
         assert np.array_equal(ref, bits(s_gpu(a, b))) and np.array_equal(ref, bits(s_via(a, b)))
+
+
+def test_random_trees_equal_numpy_reference():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+    @hypothesis.given(
+        seed=st.integers(0, 2**64 - 1),
+        stream=st.integers(0, 2**64 - 1),
+        t0=st.floats(-100, 100),
+        width=st.floats(1e-3, 1e3),
+        n=st.integers(0, 9),
+        f64=st.booleans(),
+        log_tol=st.integers(-9, 1),
+        u=st.lists(st.floats(-0.2, 1.2), min_size=1, max_size=4),
+    )
+    def check(seed, stream, t0, width, n, f64, log_tol, u):
+        t1 = t0 + width
+        hypothesis.assume(t0 < t1)
+        dtype = torch.float64 if f64 else torch.float32
+        tol = 10.0**log_tol
+        times = [t0 + v * (t1 - t0) for v in u]
+        tree = fastrand.BrownianTree(t0, t1, (n,), seed=seed, stream=stream, dtype=dtype, tol=tol)
+        for t, e in zip(times, reference_w(t0, t1, (n,), seed, stream, dtype, tol, times)):
+            assert np.array_equal(bits(tree(t)), bits(e)), (t, tree.depth)
+
+    check()
