@@ -460,6 +460,13 @@ def test_query_and_sampler_bad_input():
         fastrand.BrownianTreeNoiseSampler(x, 0.1, float("nan"), seed=1)
     with pytest.raises(TypeError, match="transform"):
         fastrand.BrownianTreeNoiseSampler(x, 0.1, 1.0, seed=1, transform=3)
+    # a refused sampler advances no generator (seed=None draws from torch's default generator)
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError, match="size"):
+        fastrand.BrownianTreeNoiseSampler(torch.empty(2**41, device="meta"), 0.03, 14.6)
+    with pytest.raises(ValueError, match="sigma_min"):
+        fastrand.BrownianTreeNoiseSampler(x, float("nan"), 14.6)
+    assert torch.equal(torch.get_rng_state(), state)
     sampler = fastrand.BrownianTreeNoiseSampler(x, 0.1, 1.0, seed=1)
     with pytest.raises(ValueError, match="sigma"):
         sampler(0.5, 0.5)

@@ -457,27 +457,30 @@ class BrownianTreeNoiseSampler:
             )
         self.sign = 1.0 if t0 < t1 else -1.0
         t0, t1 = min(t0, t1), max(t0, t1)
-        seeds, self.batched = _seeds_arg(seed, x)
         self.shape = tuple(x.shape)
         self.dtype = x.dtype
         self.device = x.device
         self.cpu = bool(cpu)
         tree_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         tree_device = torch.device("cpu") if self.cpu else x.device
-        size = self.shape[1:] if self.batched else self.shape
-        self.trees = [
-            BrownianTree(
+        batched = isinstance(seed, (list, tuple))
+
+        def tree(s: int) -> BrownianTree:
+            return BrownianTree(
                 t0,
                 t1,
-                size,
+                self.shape[1:] if batched else self.shape,
                 seed=s,
                 stream=SAMPLER_STREAM,
                 dtype=tree_dtype,
                 device=tree_device,
                 tol=1e-6,
             )
-            for s in seeds
-        ]
+
+        if seed is None:
+            tree(0)  # refuse a bad x before drawing the seed from torch's default generator
+        seeds, self.batched = _seeds_arg(seed, x)
+        self.trees = [tree(s) for s in seeds]
 
     def __call__(self, sigma: Any, sigma_next: Any) -> torch.Tensor:
         ta = _time_arg(self.transform(torch.as_tensor(sigma)), "sigma")
