@@ -342,6 +342,10 @@ class BrownianTree:
         if m == 0:
             return self._zeros()
         cache = self._cache
+        w = cache.get(m)
+        if w is not None:  # a point queried before (or a node on the way to one)
+            cache.move_to_end(m)
+            return w
         cells = self._cells
         root = cache.get(cells)
         if root is None:
@@ -367,10 +371,11 @@ class BrownianTree:
             level += 1
         if chain:
             self._chain(chain, values)
-        # mark the path used, shallow nodes last: eviction (least recently used first) takes
-        # deep nodes before their ancestors
+        # mark the path used, shallow nodes last and the queried point after them: eviction
+        # (least recently used first) takes the deep nodes in between before their ancestors
         for key in reversed(touched):
             cache.move_to_end(key)
+        cache.move_to_end(m)
         return values[m]
 
     def _evict(self) -> None:
