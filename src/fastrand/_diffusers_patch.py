@@ -8,12 +8,19 @@ executes). Called plainly it patches for the rest of the process; as ``with patc
 it patches for the block. ``unpatch_diffusers()`` (or ``.undo()`` on the returned object) puts
 back exactly the (module, attribute) pairs it replaced.
 
-diffusers modules bind the function by name (``from ...utils.torch_utils import randn_tensor``),
-which is why patching the one definition is not enough and each module is patched.
+It also replaces diffusers' ``BrownianTreeNoiseSampler`` (defined in
+``diffusers.schedulers.scheduling_dpmsolver_sde`` and bound by name in
+``scheduling_cosine_dpmsolver_multistep``) by ``fastrand.BrownianTreeNoiseSampler``, so
+``DPMSolverSDEScheduler`` and ``CosineDPMSolverMultistepScheduler`` take their Brownian noise
+from fastrand's tree instead of torchsde (diffusers still imports torchsde for these modules).
 
-Only ``randn_tensor`` is replaced. Code that calls ``torch.randn``/``torch.rand``/``randn_like``
-directly (a few schedulers do, e.g. the uniform draws of ``scheduling_amused``, or the Brownian
-tree of ``scheduling_dpmsolver_sde``) keeps torch's numbers.
+diffusers modules bind these objects by name (``from ...utils.torch_utils import randn_tensor``),
+which is why patching the one definition is not enough and each module is patched. A module
+re-executed by ``importlib.reload`` while a patch is in force is patched again (its fresh
+definitions become the originals that undoing puts back).
+
+Code that calls ``torch.randn``/``torch.rand``/``randn_like`` directly (a few schedulers do,
+e.g. the uniform draws of ``scheduling_amused``) keeps torch's numbers.
 """
 
 from __future__ import annotations
@@ -22,18 +29,26 @@ import sys
 import threading
 import types
 import warnings
+from typing import Any
 
 __all__ = ["patch_diffusers", "unpatch_diffusers"]
 
 _TORCH_UTILS = "diffusers.utils.torch_utils"
+_SDE_MODULE = "diffusers.schedulers.scheduling_dpmsolver_sde"
 _KNOWN_KEYWORDS = ("generator", "device", "dtype", "layout")
+# attribute replaced -> the diffusers module that defines it
+_DEFINED_IN = {"randn_tensor": _TORCH_UTILS, "BrownianTreeNoiseSampler": _SDE_MODULE}
 
 # All state below is guarded by _LOCK (re-entrant: a module imported by an import that happens
 # while the lock is held may run the post-import hook on the same thread).
 _LOCK = threading.RLock()
-_ACTIVE = set()  # tokens of the _DiffusersPatch handles currently in force
+_ACTIVE: set[object] = set()  # tokens of the patches in force (handles and their blocks)
 _ORIGINAL = [None]  # diffusers' own randn_tensor (the last one seen; kept after undo)
-_REPLACED = {}  # id(module) -> (module, {attribute names we replaced})
+# attribute name -> diffusers' own object (the last one seen; kept after undo)
+_ORIGINALS: dict[str, Any] = {}
+_REPLACEMENTS: dict[str, Any] = {}  # attribute name -> fastrand's replacement
+# id(module) -> (module, {attribute names we replaced})
+_REPLACED: dict[int, tuple[types.ModuleType, set[str]]] = {}
 _FINDER = [None]  # the installed _PatchingFinder, or None
 
 
@@ -75,20 +90,73 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None, **
 
 
 _REPLACEMENT = randn_tensor
+_REPLACEMENTS["randn_tensor"] = _REPLACEMENT
+
+
+def _sampler_replacement():
+    """fastrand's BrownianTreeNoiseSampler under diffusers' name (a subclass, so that undoing
+    recognises exactly what the patch put in place). Call with _LOCK held."""
+    cls = _REPLACEMENTS.get("BrownianTreeNoiseSampler")
+    if cls is None:
+        from ._brownian import BrownianTreeNoiseSampler as base
+
+        cls = type(
+            "BrownianTreeNoiseSampler",
+            (base,),
+            {
+                "__module__": __name__,
+                "__doc__": "diffusers' BrownianTreeNoiseSampler answered by fastrand's "
+                "(same arguments); installed by fastrand.patch_diffusers().",
+            },
+        )
+        _REPLACEMENTS["BrownianTreeNoiseSampler"] = cls
+    return cls
 
 
 # --------------------------------------------------------------------------------------------
 # patching modules (call with _LOCK held)
-def _patch_module(module):
-    """Replaces diffusers' randn_tensor in one module; records what it replaced."""
-    original = _ORIGINAL[0]
+def _learn_originals(module):
+    """Records diffusers' own definitions held by their defining module (at patch time, on
+    first import, and again when importlib.reload re-executes the module)."""
+    name = getattr(module, "__name__", None)
     d = getattr(module, "__dict__", None)
-    if not isinstance(d, dict) or original is None:
+    if not isinstance(d, dict):
         return
+    for attr, home in _DEFINED_IN.items():
+        if name != home:
+            continue
+        value = d.get(attr)
+        if value is None or value is _REPLACEMENTS.get(attr) or not callable(value):
+            continue
+        _ORIGINALS[attr] = value
+        if attr == "randn_tensor":
+            _ORIGINAL[0] = value
+
+
+def _swaps():
+    """id(original) -> (original, replacement) for each known original."""
+    out = {}
+    for attr, original in _ORIGINALS.items():
+        replacement = _REPLACEMENTS.get(attr)
+        if replacement is not None:
+            out[id(original)] = (original, replacement)
+    return out
+
+
+def _patch_module(module):
+    """Replaces diffusers' originals in one module; records what it replaced."""
+    d = getattr(module, "__dict__", None)
+    if not isinstance(d, dict):
+        return
+    swaps = _swaps()
+    if not swaps:
+        return
+    replacements = {id(r) for _, r in swaps.values()}
     for attr, value in list(d.items()):
-        if value is original:
-            setattr(module, attr, _REPLACEMENT)
-        elif value is not _REPLACEMENT:
+        swap = swaps.get(id(value))
+        if swap is not None and swap[0] is value:
+            setattr(module, attr, swap[1])
+        elif id(value) not in replacements:
             continue
         # either replaced just now, or bound by name from an already patched module
         # (e.g. `from ...utils.torch_utils import randn_tensor` after torch_utils was patched)
@@ -96,15 +164,23 @@ def _patch_module(module):
 
 
 def _unpatch_module(module, attrs=None):
-    """Puts diffusers' randn_tensor back where this module holds the replacement."""
-    original = _ORIGINAL[0]
+    """Puts diffusers' originals back where this module holds a replacement."""
     d = getattr(module, "__dict__", None)
-    if not isinstance(d, dict) or original is None:
+    if not isinstance(d, dict):
+        return
+    back = {}
+    for attr, replacement in _REPLACEMENTS.items():
+        original = _ORIGINALS.get(attr)
+        if original is not None:
+            back[id(replacement)] = (replacement, original)
+    if not back:
         return
     names = list(d) if attrs is None else attrs
     for attr in names:
-        if d.get(attr) is _REPLACEMENT:  # something else put there since: leave it alone
-            setattr(module, attr, original)
+        value = d.get(attr)
+        swap = back.get(id(value))
+        if swap is not None and swap[0] is value:  # something else put there since: left alone
+            setattr(module, attr, swap[1])
 
 
 def _diffusers_modules():
@@ -121,6 +197,7 @@ def _after_import(name, module):
         if current is not None and current is not module:  # e.g. replaced by a _LazyModule
             targets.append(current)
         for m in targets:
+            _learn_originals(m)
             if _ACTIVE:
                 _patch_module(m)
             else:  # undone while this module was executing
@@ -200,6 +277,11 @@ class _PatchingFinder:
 # install / uninstall (call with _LOCK held)
 def _install(original):
     _ORIGINAL[0] = original
+    _ORIGINALS["randn_tensor"] = original
+    _sampler_replacement()
+    sde = sys.modules.get(_SDE_MODULE)
+    if sde is not None:  # not imported yet: the import hook learns it when it is
+        _learn_originals(sde)
     for module in _diffusers_modules():
         _patch_module(module)
     if _FINDER[0] is None:
@@ -236,64 +318,96 @@ def _import_torch_utils():
     return torch_utils
 
 
+def _acquire():
+    """Puts a new patch token in force (patching diffusers if it is the first); returns it."""
+    torch_utils = _import_torch_utils()  # outside the lock: imports may run the hook
+    from . import _api  # noqa: F401 - load fastrand's front end before patching anything
+
+    with _LOCK:
+        current = torch_utils.__dict__.get("randn_tensor")
+        if current is _REPLACEMENT:
+            original = _ORIGINAL[0]
+        else:
+            original = current
+        if original is None or not callable(original):
+            raise ImportError(
+                f"fastrand.patch_diffusers(): {_TORCH_UTILS} has no "
+                "randn_tensor; this diffusers version is not supported"
+            )
+        token = object()
+        _ACTIVE.add(token)
+        _install(original)
+    return token
+
+
+def _release(tokens):
+    """Takes tokens out of force (call with _LOCK held); unpatches when none is left."""
+    released = False
+    for token in tokens:
+        if token is not None and token in _ACTIVE:
+            _ACTIVE.discard(token)
+            released = True
+    if released and not _ACTIVE:
+        _uninstall()
+
+
 class _DiffusersPatch:
     """The handle ``patch_diffusers()`` returns: already in force, a context manager, undoable.
 
-    Patches are counted: diffusers stays patched while any handle is in force, so nested
-    ``with patch_diffusers():`` blocks and repeated calls are harmless and each block's exit
-    restores the state at its entry. ``undo()`` releases this handle (a second call does
-    nothing); ``unpatch_diffusers()`` releases them all.
+    Patches are counted: diffusers stays patched while any patch is in force. The handle's own
+    patch belongs to the first ``with`` block entered on it (that is ``with
+    patch_diffusers():``), which releases it on exit. Any further ``with`` on the same handle,
+    nested or later, takes a patch of its own and releases only that one on exit, so blocks
+    nest and each block's exit leaves the patches of other handles and outer blocks in force.
+    ``undo()`` releases everything this handle holds (a second call does nothing);
+    ``unpatch_diffusers()`` releases every patch.
     """
 
-    __slots__ = ("_token", "__weakref__")
+    __slots__ = ("_token", "_claimed", "_blocks", "__weakref__")
 
     def __init__(self):
-        self._token = None
+        self._token = None  # the patch patch_diffusers() put in force for this handle
+        self._claimed = False  # whether a with block owns self._token
+        self._blocks = []  # the token of each open with block, innermost last
 
     def _apply(self):
-        torch_utils = _import_torch_utils()  # outside the lock: imports may run the hook
-        from . import _api  # noqa: F401 - load fastrand's front end before patching anything
-
-        with _LOCK:
-            current = torch_utils.__dict__.get("randn_tensor")
-            if current is _REPLACEMENT:
-                original = _ORIGINAL[0]
-            else:
-                original = current
-            if original is None or not callable(original):
-                raise ImportError(
-                    f"fastrand.patch_diffusers(): {_TORCH_UTILS} has no "
-                    "randn_tensor; this diffusers version is not supported"
-                )
-            if self._token is None or self._token not in _ACTIVE:
-                self._token = object()
-                _ACTIVE.add(self._token)
-            _install(original)
+        self._token = _acquire()
+        self._claimed = False
         return self
 
     @property
     def active(self):
-        """Whether this handle is still in force."""
+        """Whether this handle (or a block entered on it) still holds a patch in force."""
         with _LOCK:
-            return self._token is not None and self._token in _ACTIVE
+            return any(t is not None and t in _ACTIVE for t in [self._token, *self._blocks])
 
     def undo(self):
-        """Releases this patch; diffusers is restored once no other patch is in force."""
+        """Releases this handle's patches; diffusers is restored once no other patch is in
+        force."""
         with _LOCK:
-            token, self._token = self._token, None
-            if token is None or token not in _ACTIVE:
-                return
-            _ACTIVE.discard(token)
-            if not _ACTIVE:
-                _uninstall()
+            tokens = [self._token, *self._blocks]
+            self._token = None
+            _release(tokens)
 
     def __enter__(self):
-        if not self.active:  # re-entering an undone handle patches again
-            self._apply()
+        with _LOCK:
+            token = self._token
+            if token is not None and token in _ACTIVE and not self._claimed:
+                self._claimed = True
+                self._blocks.append(token)
+                return self
+        token = _acquire()  # a nested or later block, or an undone handle: a patch of its own
+        with _LOCK:
+            self._blocks.append(token)
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.undo()
+        with _LOCK:
+            token = self._blocks.pop() if self._blocks else None
+            if token is not None and token is self._token:
+                self._token = None
+                self._claimed = False
+            _release([token])
         return False
 
     def __repr__(self):
@@ -301,10 +415,11 @@ class _DiffusersPatch:
 
 
 def patch_diffusers():
-    """Makes diffusers draw its noise through ``fastrand.randn_tensor``.
+    """Makes diffusers draw its noise through ``fastrand.randn_tensor`` and its SDE schedulers'
+    Brownian noise through ``fastrand.BrownianTreeNoiseSampler``.
 
-    Replaces diffusers' ``randn_tensor`` in every loaded ``diffusers*`` module and in every one
-    imported while the patch is in force. Returns a handle that is already in force: call
+    Replaces diffusers' ``randn_tensor`` and ``BrownianTreeNoiseSampler`` in every loaded
+    ``diffusers*`` module and in every one imported (or reloaded) while the patch is in force. Returns a handle that is already in force: call
     ``.undo()`` on it, or use it as a context manager (``with fastrand.patch_diffusers(): ...``)
     to patch for a block only. ``unpatch_diffusers()`` undoes every patch. Thread-safe; raises
     ImportError when diffusers cannot be imported.
@@ -313,8 +428,8 @@ def patch_diffusers():
 
 
 def unpatch_diffusers():
-    """Undoes every ``patch_diffusers()``: puts diffusers' own ``randn_tensor`` back exactly
-    where it was replaced and removes the import hook. Does nothing if nothing is patched."""
+    """Undoes every ``patch_diffusers()``: puts diffusers' own ``randn_tensor`` and
+    ``BrownianTreeNoiseSampler`` back exactly where they were replaced and removes the import hook. Does nothing if nothing is patched."""
     with _LOCK:
         _ACTIVE.clear()
         _uninstall()
