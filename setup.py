@@ -252,6 +252,7 @@ SOURCES = [
     for f in (
         "bindings.cpp",
         "cpu.cpp",
+        "cpu_box.cpp",
         "cpu_scalar.cpp",
         "cpu_avx2.cpp",
         "cpu_avx512.cpp",
