@@ -43,9 +43,6 @@ void cpu_fill(const Request& r, int threads);
 // CPU region draw: n = box's numel values of r, the box's global values in row-major order
 // (threads as cpu_fill; the last dimension must have gstride 1).
 void cpu_fill_box(const Request& r, const Box& box, int threads);
-// The selected instruction set's fill of values [first, first + count) of r (cpu.cpp).
-using CpuPieceFn = void (*)(const Request&, uint64_t, uint64_t);
-CpuPieceFn cpu_piece_fn();
 // The CPU code paths this build and processor offer ("scalar", "avx2", "avx512"), and the one
 // in use ($FASTRAND_CPU_ISA or the best available).
 std::vector<std::string> cpu_isa_available();

@@ -95,8 +95,6 @@ bool cpu_isa_select(const std::string& name) {
   return false;
 }
 
-CpuPieceFn cpu_piece_fn() { return isas()[selected().load()].fn; }
-
 void cpu_fill(const Request& r, int threads) {
   if (r.n == 0) return;
   const PieceFn fn = isas()[selected().load()].fn;

@@ -47,7 +47,7 @@ def boxes(draw, max_dims=4, max_size=7):
             step = draw(st.sampled_from([None, None, 1]))
             entries.append(slice(draw(bound), draw(bound), step))
     if entries and draw(st.integers(0, 5)) == 0:
-        entries[draw(st.integers(0, len(entries) - 1))] = Ellipsis
+        entries[-1] = Ellipsis  # the last entry: the dimensions of the ones before stay put
     index = tuple(entries)
     if len(index) == 1 and draw(st.booleans()):
         index = index[0]  # a bare slice / int, as Python indexing takes it
@@ -132,17 +132,37 @@ def test_threaded_boxes_any_thread_count(shape, index, dtype, num_threads):
         assert np.array_equal(bits(part), bits(full)), threads
 
 
+CPU_PATH_BOXES = [
+    ((5, 9, 70), (slice(1, 4), slice(2, 9), slice(3, 61))),  # short rows: gathered blocks
+    ((40, 9), (slice(None), slice(4, 5))),  # rows of one value
+    ((30, 7), (slice(2, None), slice(1, 4))),  # rows of three, across block edges
+    ((3, 2500), (slice(0, 3), slice(5, 2400))),  # long rows: plain requests
+]
+
+
 @pytest.mark.parametrize("isa", list(_C.cpu_isa_available()))
 def test_every_cpu_path(isa, cpu_isa):
     cpu_isa(isa)
-    for dtype in DTYPES:
-        dt = TORCH_DTYPES[dtype]
-        shape, index = (5, 9, 70), (slice(1, 4), slice(2, 9), slice(3, 61))
-        part = fastrand.randn_slice(
-            shape, index, generator=fastrand.Generator(1, offset=1), dtype=dt
-        )
-        want = _ref_full("normal", dtype, 1, 0, 1, shape)[index]
-        assert np.array_equal(bits(part).reshape(want.shape), want), (isa, dtype)
+    for shape, index in CPU_PATH_BOXES:
+        for kind in KINDS:
+            for dtype in DTYPES:
+                for offset in (1, 2, U64 - 5):
+                    g = fastrand.Generator(1, offset=offset)
+                    part = SLICERS[kind](shape, index, generator=g, dtype=TORCH_DTYPES[dtype])
+                    want = _ref_full(kind, dtype, 1, 0, offset, shape)[index]
+                    assert np.array_equal(bits(part).reshape(want.shape), want), (isa, dtype)
+
+
+@pytest.mark.parametrize("isa", list(_C.cpu_isa_available()))
+def test_box_fill_of_raw_words(isa, cpu_isa):
+    """The compiled box fill also takes the raw words (kind 2), one position per value."""
+    cpu_isa(isa)
+    shape, starts, lengths = (6, 11), (1, 3), (4, 5)
+    base, sizes, gstrides = _slice._collapse(shape, starts, lengths)
+    out = torch.empty(4, 5, dtype=torch.int32)
+    _C.fill_box_cpu(out.data_ptr(), _C.KIND_WORDS, _C.DT_UINT32, 3, 4, 7, base, sizes, gstrides, 2)
+    want = bits(ref.words(3, 4, 7, 66)).reshape(shape)[1:5, 3:8]
+    assert np.array_equal(bits(out), want)
 
 
 def test_more_than_eight_cut_dimensions():
