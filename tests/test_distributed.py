@@ -23,7 +23,6 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SRC = os.path.join(ROOT, "src")
 TIMEOUT_S = 180  # seconds for all the ranks of this file; a hang fails the tests
 
 pytestmark = pytest.mark.skipif(
@@ -383,8 +382,13 @@ def free_port():
 
 
 def child_env(**extra):
+    """The environment of a rank: the fastrand this process imported (an installed package or
+    the source tree) first on the path."""
+    import fastrand
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
     env = dict(os.environ)
-    env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = where + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["OMP_NUM_THREADS"] = "1"
     env.update({k: str(v) for k, v in extra.items()})
     return env
