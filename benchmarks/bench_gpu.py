@@ -2,6 +2,11 @@
 
 Usage (from the repository root, on a machine with a CUDA GPU):
     PYTHONPATH=src python benchmarks/bench_gpu.py [--quick] [--out DIR] [--budget-s S]
+    PYTHONPATH=src python benchmarks/bench_gpu.py --backends-only [--out DIR]
+
+The CUDA backends section (issue 10) measures the NVRTC backend in fresh processes: cold
+compile + load with an empty cubin cache, warm load (cache hit, new process), the latency of
+the first draw (cold, warm, and AOT), and NVRTC vs AOT kernel time at 2^26 float32/bfloat16.
 
 Writes DIR/gpu.json (also rewritten after every configuration, so an interrupted run keeps its
 results) and DIR/gpu_throughput.png (default DIR: bench-results/). Without CUDA it prints a note
@@ -11,8 +16,11 @@ and exits with status 0.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -358,6 +366,181 @@ def variant_sweep(fastrand, st):
 
 
 # --------------------------------------------------------------------------------------------
+# CUDA backends (issue 10): NVRTC load times in fresh processes, NVRTC vs AOT throughput
+BACKEND_CASES = [((1 << 26,), torch.float32), ((1 << 26,), torch.bfloat16)]
+TARGET_COLD_S, TARGET_WARM_S, TARGET_RATIO = 1.0, 0.050, 1.02
+
+
+def load_probe(mode):
+    """Run in a fresh process (--load-probe MODE): prints one JSON line of timings.
+
+    cold: NVRTC load, compile (empty cache expected), module load, timed apart;
+    warm: _cuda.module() as a draw would call it (a cache hit: read + load, NVRTC not loaded);
+    first: the first randn_tensor on the device, everything included;
+    The CUDA context is created before any timing (torch's, not fastrand's cost)."""
+    torch.empty(1, device=DEVICE)
+    torch.cuda.synchronize()
+    fastrand = C.import_fastrand()
+    from fastrand import _cuda
+
+    index = torch.cuda.current_device()
+    out = {"mode": mode, "backend": _cuda.device_backend(index)}
+    t0 = time.perf_counter()
+    if mode == "cold":
+        nv = _cuda.nvrtc()
+        t1 = time.perf_counter()
+        c = _cuda.cubin(_cuda.target_arch(_cuda._capability(index)))
+        t2 = time.perf_counter()
+        _cuda.MODULES[index] = fastrand._C.drv_load_module(index, c.image)
+        t3 = time.perf_counter()
+        out.update(
+            nvrtc=nv.version_string,
+            arch=c.arch,
+            origin=c.origin,
+            cubin_bytes=len(c.image),
+            nvrtc_load_s=t1 - t0,
+            compile_s=t2 - t1,
+            module_load_s=t3 - t2,
+            total_s=t3 - t0,
+        )
+    elif mode == "warm":
+        _cuda.module(index)
+        t1 = time.perf_counter()
+        out.update(total_s=t1 - t0, nvrtc_loaded="nvrtc" in _cuda._STATE)
+    else:
+        g = fastrand.Generator(0)
+        fastrand.randn_tensor(SMALL_REF, generator=g, device=DEVICE, dtype=torch.float32)
+        torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        fastrand.randn_tensor(SMALL_REF, generator=g, device=DEVICE, dtype=torch.float32)
+        torch.cuda.synchronize()
+        out.update(total_s=t1 - t0, second_draw_s=time.perf_counter() - t1)
+    print("LOADPROBE " + json.dumps(out))
+    return 0
+
+
+def _probe(mode, backend, cache, timeout=300):
+    env = dict(os.environ, FASTRAND_CUDA_BACKEND=backend, FASTRAND_CACHE_DIR=cache)
+    p = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--load-probe", mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    for line in p.stdout.splitlines():
+        if line.startswith("LOADPROBE "):
+            return json.loads(line[len("LOADPROBE ") :])
+    return {"mode": mode, "error": (p.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+def backend_loads(fastrand):
+    """Fresh processes, each with its own cubin cache: cold then warm, module and first draw."""
+    res = {}
+    with tempfile.TemporaryDirectory(prefix="fastrand-bench-") as tmp:
+        a, b = os.path.join(tmp, "a"), os.path.join(tmp, "b")
+        res["cold"] = _probe("cold", "nvrtc", a)
+        res["warm"] = _probe("warm", "nvrtc", a)
+        res["first_cold"] = _probe("first", "nvrtc", b)
+        res["first_warm"] = _probe("first", "nvrtc", b)
+        if fastrand._C.CUDA:
+            res["first_aot"] = _probe("first", "aot", b)
+    return res
+
+
+def backend_throughput(fastrand, st):
+    """Kernel time of the same draws through the AOT and the NVRTC backend (same bits)."""
+    from fastrand import _cuda
+
+    backends = (["aot"] if fastrand._C.CUDA else []) + ["nvrtc"]
+    before = os.environ.get(_cuda.ENV_BACKEND)
+    rows = []
+    try:
+        for shape, dtype in BACKEND_CASES:
+            per = {}
+            for b in backends:
+                os.environ[_cuda.ENV_BACKEND] = b
+                _cuda._reset()
+                row = {"shape": C.fmt_shape(shape), "dtype": C.dtype_name(dtype), "backend": b}
+                g = fastrand.Generator(0)
+
+                def fn(shape=shape, dtype=dtype, g=g):
+                    return fastrand.randn_tensor(shape, generator=g, device=DEVICE, dtype=dtype)
+
+                try:
+                    fn()  # compile/load outside the timing
+                    torch.cuda.synchronize()
+                    row.update(measure_async(fn, st))
+                    row["gelem_s"] = ratio(numel(shape), row["kernel_us"] * 1e3)
+                    per[b] = row["kernel_us"]
+                except Exception as e:  # noqa: BLE001
+                    row["error"] = f"error: {e!r}"
+                    _sync_quietly()
+                rows.append(row)
+            if "aot" in per and "nvrtc" in per:
+                rows[-1]["nvrtc_over_aot"] = per["nvrtc"] / per["aot"]
+            torch.cuda.empty_cache()
+    finally:
+        if before is None:
+            os.environ.pop(_cuda.ENV_BACKEND, None)
+        else:
+            os.environ[_cuda.ENV_BACKEND] = before
+        _cuda._reset()
+    return rows
+
+
+def backend_summary(loads, rows):
+    """Lines for the summary: each figure against its target (issue 10)."""
+
+    def ms(v):
+        return "-" if v is None else f"{v * 1e3:.1f} ms"
+
+    def verdict(ok):
+        return "ok" if ok else "OVER TARGET"
+
+    lines = []
+    cold, warm = loads.get("cold", {}), loads.get("warm", {})
+    if "total_s" in cold:
+        lines.append(
+            f"  NVRTC {cold.get('nvrtc')} sm_{cold.get('arch')}: cold compile + load "
+            f"{ms(cold['total_s'])} (NVRTC load {ms(cold['nvrtc_load_s'])}, compile "
+            f"{ms(cold['compile_s'])}, module load {ms(cold['module_load_s'])}; "
+            f"{cold.get('cubin_bytes')} bytes) [<= {TARGET_COLD_S:.0f} s: "
+            f"{verdict(cold['total_s'] <= TARGET_COLD_S)}]"
+        )
+    else:
+        lines.append(f"  NVRTC cold compile + load: not measured ({cold.get('error')})")
+    if "total_s" in warm:
+        lines.append(
+            f"  NVRTC warm load, new process: {ms(warm['total_s'])} (NVRTC loaded: "
+            f"{warm.get('nvrtc_loaded')}) [<= {TARGET_WARM_S * 1e3:.0f} ms: "
+            f"{verdict(warm['total_s'] <= TARGET_WARM_S)}]"
+        )
+    else:
+        lines.append(f"  NVRTC warm load: not measured ({warm.get('error')})")
+    firsts = [
+        f"{name} {ms(loads.get(key, {}).get('total_s'))}"
+        for name, key in (
+            ("NVRTC cold", "first_cold"),
+            ("warm", "first_warm"),
+            ("AOT", "first_aot"),
+        )
+        if key in loads
+    ]
+    lines.append("  first draw (1,4,128,128) f32 in a new process: " + ", ".join(firsts))
+    for r in rows:
+        if "nvrtc_over_aot" in r:
+            q = r["nvrtc_over_aot"]
+            lines.append(
+                f"  NVRTC/AOT kernel time {r['dtype']} {r['shape']}: {q:.3f} "
+                f"[<= {TARGET_RATIO}: {verdict(q <= TARGET_RATIO)}]"
+            )
+        elif r.get("error"):
+            lines.append(f"  {r['backend']} {r['dtype']} {r['shape']}: {r['error']}")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
 # output
 def _x(v):
     return f"x{C.fmt_num(v)}"
@@ -387,6 +570,15 @@ OVERHEAD_COLUMNS = [
     ("wall_us", "wall us/call"),
     ("overhead_us", "+us"),
     ("kernel_us", "kernel us"),
+    ("error", "note"),
+]
+BACKEND_COLUMNS = [
+    ("shape", "shape"),
+    ("dtype", "dtype"),
+    ("backend", "backend"),
+    ("kernel_us", "kernel us"),
+    ("gelem_s", "G elem/s"),
+    ("nvrtc_over_aot", "nvrtc/aot"),
     ("error", "note"),
 ]
 VARIANT_COLUMNS = [
@@ -538,6 +730,36 @@ def plot(rows, path, info):
     )
 
 
+def run_backends(fastrand, st):
+    """The CUDA backends section; never fails the benchmark."""
+    from fastrand import _cuda
+
+    out = {"loads": {}, "throughput": [], "summary": []}
+    if _cuda.nvrtc_version() is None:
+        out["summary"] = ["  NVRTC backend: not measured (NVRTC not found)"]
+        print(out["summary"][0])
+        return out
+    try:
+        out["loads"] = backend_loads(fastrand)
+        for k, v in out["loads"].items():
+            print(f"  load probe {k}: {v}")
+    except Exception as e:  # noqa: BLE001
+        print(f"backend load probes failed: {e!r}")
+    try:
+        out["throughput"] = backend_throughput(fastrand, st)
+        C.print_table(
+            out["throughput"],
+            BACKEND_COLUMNS,
+            title="AOT vs NVRTC backend, same draws (kernel time, CUDA events)",
+        )
+        print()
+    except Exception as e:  # noqa: BLE001
+        print(f"backend throughput failed: {e!r}")
+        _sync_quietly()
+    out["summary"] = backend_summary(out["loads"], out["throughput"])
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 def run(args):
     t_start = time.perf_counter()
@@ -583,6 +805,7 @@ def run(args):
         "results": [],
         "generator_overhead": [],
         "variants": [],
+        "backends": None,
         "skipped": [],
         "summary": None,
         "complete": False,
@@ -617,7 +840,7 @@ def run(args):
         print(f"warm-up failed: {e!r}")
         _sync_quietly()
 
-    for shape, dtype in configs():
+    for shape, dtype in [] if args.backends_only else configs():
         elapsed = time.perf_counter() - t_start
         if elapsed > args.budget_s:
             print(
@@ -640,7 +863,8 @@ def run(args):
         save()
 
     try:
-        payload["generator_overhead"] = generator_overhead(fastrand, st)
+        if not args.backends_only:
+            payload["generator_overhead"] = generator_overhead(fastrand, st)
         C.print_table(
             payload["generator_overhead"],
             OVERHEAD_COLUMNS,
@@ -653,7 +877,11 @@ def run(args):
         _sync_quietly()
     save()
 
-    if not args.no_variants and cuda_kernel and time.perf_counter() - t_start < args.budget_s:
+    if (
+        not (args.no_variants or args.backends_only)
+        and cuda_kernel
+        and time.perf_counter() - t_start < args.budget_s
+    ):
         try:
             payload["variants"] = variant_sweep(fastrand, st)
             if payload["variants"]:
@@ -667,6 +895,10 @@ def run(args):
         except Exception as e:  # noqa: BLE001
             print(f"variant sweep failed: {e!r}")
             _sync_quietly()
+        save()
+
+    if not args.no_backends:
+        payload["backends"] = run_backends(fastrand, st)
         save()
 
     try:
@@ -689,6 +921,10 @@ def run(args):
         print(f"plot failed: {e!r}")
     if payload["summary"]:
         print_summary(payload["summary"], info)
+    if payload["backends"]:
+        print("  CUDA backends (issue 10 targets in brackets):")
+        for line in payload["backends"]["summary"]:
+            print(line)
     print(f"total {time.perf_counter() - t_start:.1f} s")
     return 0
 
@@ -708,7 +944,19 @@ def main(argv=None):
         action="store_true",
         help="skip the sweep over fastrand's CUDA launch shapes",
     )
-    return run(p.parse_args(argv))
+    p.add_argument(
+        "--no-backends", action="store_true", help="skip the CUDA backends (NVRTC) section"
+    )
+    p.add_argument(
+        "--backends-only",
+        action="store_true",
+        help="only the CUDA backends section (and the identity check)",
+    )
+    p.add_argument("--load-probe", choices=["cold", "warm", "first"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.load_probe:
+        return load_probe(args.load_probe)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# One-shot check on a fresh GPU machine with no network (about 3-4 minutes on an H100/H200):
-# build the package with the CUDA kernel, run the whole test suite (CUDA tests included),
-# compare CPU and GPU exhaustively / at volume, run the GPU benchmark over every launch shape,
-# and print a short table last. Results (JSON, PNG, logs) go to $OUT (default bench-results/).
+# One-shot check on a fresh GPU machine with no network (about 6-7 minutes on an H100/H200):
+# build the package with the CUDA kernel (AOT), compile the same kernels with NVRTC into an
+# empty cubin cache (`python -m fastrand warmup`), run the whole test suite (CUDA tests
+# included; tests/test_cuda_backend.py runs its GPU tests on both backends), run the CUDA tests
+# (test_cuda.py) again on the NVRTC backend, compare CPU and GPU exhaustively / at volume, run the GPU benchmark
+# over every launch shape plus the backends section (cold/warm NVRTC load, first-draw latency,
+# NVRTC vs AOT throughput), and print a short table last. Results (JSON, PNG, logs) go to $OUT
+# (default bench-results/). NVRTC comes with torch's CUDA wheels (nvidia/cu13 or cuda_nvrtc).
 #   FASTRAND_CUDA_ARCHS=90 bash benchmarks/device_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench-results}
 mkdir -p "$OUT" "${LOGS:-$OUT}"
 export FASTRAND_CUDA=1 FASTRAND_CUDA_ARCHS=${FASTRAND_CUDA_ARCHS:-90} PYTHONUNBUFFERED=1
-export FASTRAND_REQUIRE_CUDA_KERNEL=1
+export FASTRAND_REQUIRE_CUDA_KERNEL=1 FASTRAND_REQUIRE_NVRTC=1
+# a cubin cache of its own, empty at the start (the NVRTC tests compile into it)
+FASTRAND_CACHE_DIR=${FASTRAND_CACHE_DIR:-$(mktemp -d)/fastrand-cache}
+export FASTRAND_CACHE_DIR
 PY=${PYTHON:-python3}
 declare -A RESULT
 
@@ -28,9 +35,12 @@ step() {  # step NAME TIMEOUT_S COMMAND...
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 step build 240 $PY -m pip install --no-build-isolation --no-deps -v .
 (cd /tmp && $PY -m fastrand info) | tee "$OUT/info.json"
-step tests 240 $PY -m pytest -q -p no:cacheprovider tests
+step warmup 120 env FASTRAND_CUDA_BACKEND=nvrtc $PY -m fastrand warmup
+step tests 270 $PY -m pytest -q -p no:cacheprovider tests
+step tests_nvrtc 150 env FASTRAND_CUDA_BACKEND=nvrtc $PY -m pytest -q -p no:cacheprovider \
+  tests/test_cuda.py
 step exhaustive 200 $PY benchmarks/device_exhaustive.py --out "$OUT"
-step bench 200 $PY benchmarks/bench_gpu.py --out "$OUT"
+step bench 260 $PY benchmarks/bench_gpu.py --out "$OUT"
 so=$($PY -c "import fastrand._C as c; print(c.__file__)" 2>/dev/null)
 if [ -n "$so" ] && command -v cuobjdump >/dev/null; then
   cuobjdump -sass "$so" > "$LOGS/sass.txt" 2>/dev/null
@@ -39,9 +49,14 @@ fi
 
 echo
 echo "================ device check summary ================"
-for k in build tests exhaustive bench; do printf '%-12s %s\n' "$k" "${RESULT[$k]:-not run}"; done
-grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -20
-grep -E "passed|failed" "$OUT/tests.log" | tail -1
+for k in build warmup tests tests_nvrtc exhaustive bench; do
+  printf '%-12s %s\n' "$k" "${RESULT[$k]:-not run}"
+done
+grep -E "^sm_|^cuda:" "$OUT/warmup.log" | head -4
+for t in tests tests_nvrtc; do
+  grep -E "^(FAILED|ERROR)" "$OUT/$t.log" | head -20
+  printf '%-12s %s\n' "$t:" "$(grep -E "passed|failed" "$OUT/$t.log" | tail -1)"
+done
 grep -E "^EXHAUSTIVE" "$OUT/exhaustive.log" | tail -1
 sed -n '/^GPU summary/,$p' "$OUT/bench.log"
 [ -f "$OUT/sass_counts.txt" ] && head -4 "$OUT/sass_counts.txt"

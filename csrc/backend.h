@@ -51,6 +51,8 @@ std::string cpu_isa_selected();
 bool cpu_isa_select(const std::string& name);
 
 #if defined(FASTRAND_WITH_CUDA)
+// CUDA, runtime API (nvcc build; cuda_kernel.cu). The launch plan, the launch-shape switch and
+// the driver-API backend that every build has are in launch_plan.h and driver.h.
 // CUDA: launched on `cuda_stream` of `device`, under a device guard; no synchronisation.
 // Returns an empty string on success, else the CUDA error text.
 std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream);
@@ -59,12 +61,11 @@ std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream);
 // queued after it (so captured graphs draw fresh noise on every replay). r.seed/stream/offset
 // are ignored.
 std::string cuda_fill_state(const Request& r, uint64_t* state, int device, uintptr_t cuda_stream);
+// Region draw: the box's values (r.n = its numel) in row-major order, as cuda_fill.
+std::string cuda_fill_box(const Request& r, const Box& box, int device, uintptr_t cuda_stream);
 // Evaluates a probe of math_probe.h over [first, first + count) on the GPU.
 std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t count, int device,
                             uintptr_t cuda_stream);
-// Selects one of the launch shapes (all bit-identical; for benchmarks). False if out of range.
-bool cuda_set_variant(int variant);
-int cuda_variant_count();
 // "sm_75,sm_80,...,compute_120": what this build holds.
 const char* cuda_archs();
 #endif

@@ -14,6 +14,10 @@
 namespace py = pybind11;
 using namespace fastrand;
 
+namespace fastrand {
+void bind_cuda(py::module_& m);  // bindings_cuda.cpp
+}
+
 #ifndef FASTRAND_VERSION
 #define FASTRAND_VERSION "0.0.0"
 #endif
@@ -85,38 +89,6 @@ void probe_cpu(int which, uintptr_t ptr, uint64_t first, uint64_t count, int thr
   for (auto& th : pool) th.join();
 }
 
-#if defined(FASTRAND_WITH_CUDA)
-void fill_cuda(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, uint64_t stream,
-               uint64_t offset, int device, uintptr_t cuda_stream) {
-  // An asynchronous launch: like torch's own launches it keeps the GIL (releasing it would cost
-  // more than the launch takes).
-  const Request r = make_request(ptr, n, kind, dtype, seed, stream, offset);
-  const std::string err = cuda_fill(r, device, cuda_stream);
-  if (!err.empty()) throw std::runtime_error("fastrand CUDA kernel: " + err);
-}
-
-void fill_cuda_state(uintptr_t ptr, uint64_t n, int kind, int dtype, uintptr_t state, int device,
-                     uintptr_t cuda_stream) {
-  if (state == 0) throw py::value_error("fastrand._C: null state pointer");
-  const Request r = make_request(ptr, n, kind, dtype, 0, 0, 0);
-  const std::string err =
-      cuda_fill_state(r, reinterpret_cast<uint64_t*>(state), device, cuda_stream);
-  if (!err.empty()) throw std::runtime_error("fastrand CUDA kernel: " + err);
-}
-
-void probe_cuda(int which, uintptr_t ptr, uint64_t first, uint64_t count, int device,
-                uintptr_t cuda_stream) {
-  if (which != PROBE_RADIUS32 && which != PROBE_ANGLE32)
-    throw py::value_error("fastrand._C: unknown probe");
-  std::string err;
-  {
-    py::gil_scoped_release nogil;
-    err = probe_cuda_impl(which, reinterpret_cast<float*>(ptr), first, count, device, cuda_stream);
-  }
-  if (!err.empty()) throw std::runtime_error("fastrand CUDA probe: " + err);
-}
-#endif
-
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -155,26 +127,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_isa_available", &cpu_isa_available);
   m.def("cpu_isa_selected", &cpu_isa_selected);
   m.def("cpu_isa_select", &cpu_isa_select, py::arg("name"));
-#if defined(FASTRAND_WITH_CUDA)
-  m.attr("CUDA") = true;
-  m.attr("CUDA_ARCHS") = cuda_archs();
-  m.def("fill_cuda", &fill_cuda, py::arg("ptr"), py::arg("n"), py::arg("kind"), py::arg("dtype"),
-        py::arg("seed"), py::arg("stream"), py::arg("offset"), py::arg("device"),
-        py::arg("cuda_stream"), "Launch the fill kernel on cuda_stream of device (asynchronous).");
-  m.def("fill_cuda_state", &fill_cuda_state, py::arg("ptr"), py::arg("n"), py::arg("kind"),
-        py::arg("dtype"), py::arg("state"), py::arg("device"), py::arg("cuda_stream"),
-        "Launch the fill reading (seed, stream, offset) from device memory, then advance it.");
-  m.def(
-      "cuda_set_variant",
-      [](int v) {
-        if (!cuda_set_variant(v)) throw py::value_error("cuda_set_variant: no such variant");
-      },
-      py::arg("variant"), "Selects a launch shape (all give the same bits); for benchmarks.");
-  m.def("cuda_variant_count", &cuda_variant_count);
-  m.def("probe_cuda", &probe_cuda, py::arg("which"), py::arg("ptr"), py::arg("first"),
-        py::arg("count"), py::arg("device"), py::arg("cuda_stream"));
-#else
-  m.attr("CUDA") = false;
-  m.attr("CUDA_ARCHS") = "";
-#endif
+  // the CUDA side: kernel sources, driver-API and nvcc-built backends (bindings_cuda.cpp)
+  bind_cuda(m);
 }

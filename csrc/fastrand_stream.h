@@ -7,18 +7,25 @@
 // contracts). Bit-identity between backends comes from sharing this file.
 #pragma once
 
+#if defined(__CUDACC_RTC__)
+// NVRTC: no libc headers (pip's NVRTC wheels ship none), so the fixed-width types are spelled
+// out; memcpy, fminf and fabsf are NVRTC built-ins.
+typedef unsigned char uint8_t;
+typedef unsigned short uint16_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+#else
 #include <stdint.h>
 #include <string.h>
-
-#if defined(__CUDACC__)
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #endif
 
 #if defined(__FAST_MATH__)
 #error "fastrand stream math must not be compiled with fast-math options"
 #endif
-#if defined(__CUDACC__) && defined(__USE_FAST_MATH__)
+// nvcc defines __USE_FAST_MATH__ only under --use_fast_math; NVRTC always defines it, as 0 or 1
+#if defined(__CUDACC__) && defined(__USE_FAST_MATH__) && __USE_FAST_MATH__
 #error "fastrand stream math must not be compiled with nvcc fast-math"
 #endif
 
@@ -469,18 +476,24 @@ FR_HD typename L::U bf16_bits_t(typename L::F f) {
   return (x + L::splat_u(0x7fffu) + ((x >> 16) & L::splat_u(1u))) >> 16;
 }
 
-// On the GPU the hardware conversions are IEEE round-to-nearest-even too (same bits, tested).
+// On the GPU the hardware conversions are IEEE round-to-nearest-even too (same bits, tested),
+// written as PTX so that no cuda_fp16.h/cuda_bf16.h is needed (NVRTC wheels lack them). The
+// bfloat16 conversion exists from sm_80; below it, the exact software rounding above.
 FR_HD uint16_t f32_to_f16_bits(float f) {
 #if defined(__CUDA_ARCH__)
-  return __half_as_ushort(__float2half_rn(f));
+  uint16_t h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
 #else
   return uint16_t(f16_bits_t<ScalarLanes>(f));
 #endif
 }
 
 FR_HD uint16_t f32_to_bf16_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint16_t h;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
 #else
   return uint16_t(bf16_bits_t<ScalarLanes>(f));
 #endif

@@ -28,6 +28,7 @@ _LAZY = {
     "unpatch_diffusers": "_diffusers_patch",
     "enable_full_determinism": "_determinism",
     "selftest": "_selftest",
+    "warmup": "_cuda",
 }
 
 __all__ = ["Generator", "STREAM_VERSION", "__version__", *sorted(_LAZY)]

@@ -1,24 +1,86 @@
-"""python -m fastrand info | selftest"""
+"""python -m fastrand info | selftest | warmup [--arch ARCH ...]"""
+
+from __future__ import annotations
 
 import json
 import sys
 
 USAGE = """usage: python -m fastrand COMMAND
   info       print what this build and machine offer (JSON)
-  selftest   check the spec's known answers and CPU/GPU identity; exit 1 on any mismatch"""
+  selftest   check the spec's known answers and CPU/GPU identity; exit 1 on any mismatch
+  warmup [--arch ARCH ...]
+             compile the CUDA kernels with NVRTC into the cache (FASTRAND_CACHE_DIR): for every
+             visible GPU, or for the named archs (90 or sm_90; repeated or comma-separated),
+             which needs no GPU; exit 1 when NVRTC is missing or an arch is unsupported"""
 
 
-def main(argv=None):
+def _warmup(args: list[str]) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m fastrand warmup")
+    p.add_argument("--arch", action="append", default=None, metavar="ARCH")
+    try:
+        ns = p.parse_args(args)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    from fastrand import _cuda
+
+    try:
+        records = _cuda.warmup(ns.arch)
+    except (RuntimeError, ValueError) as e:
+        print(f"fastrand warmup: {e}", file=sys.stderr)
+        return 1
+    nv = _cuda.nvrtc_version()
+    unwritten, copied = [], []
+    for r in records:
+        where = f"cuda:{r['device']} " if r.get("device") is not None else ""
+        if r["backend"] == "copy":
+            copied.append(f"cuda:{r['device']}: {_cuda.copy_reason(r['device'])}")
+            print(f"{where}{r['arch']}: no CUDA kernel (copy backend)")
+            continue
+        if r["backend"] != "nvrtc":
+            print(f"{where}{r['arch']}: {r['backend']} backend, nothing to compile")
+            continue
+        verb = {"compiled": "compiled", "disk": "cached", "memory": "cached"}[r["origin"]]
+        if r["path"]:
+            print(
+                f"{where}{r['arch']}: {verb} ({r['bytes']} bytes, NVRTC {nv}"
+                f"{', %.2f s' % r['seconds'] if r['origin'] == 'compiled' else ''}): {r['path']}"
+            )
+        else:
+            unwritten.append(r["arch"])
+            print(f"{where}{r['arch']}: {verb}, in memory only (not written)")
+    if copied:
+        print("fastrand warmup: nothing to compile: " + "; ".join(copied), file=sys.stderr)
+        return 1
+    if unwritten:
+        print(
+            f"fastrand warmup: nothing written for {', '.join(unwritten)}: the cache directory "
+            f"{_cuda.cache_dir()} is not usable ({_cuda.cache_error()})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["info"]:
         from fastrand._api import build_info
 
-        print(json.dumps(build_info(), indent=2))
+        try:
+            info = build_info()
+        except (RuntimeError, ValueError) as e:  # e.g. a bad FASTRAND_CUDA_BACKEND
+            print(f"fastrand info: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(info, indent=2))
         return 0
     if argv == ["selftest"]:
         from fastrand._selftest import selftest
 
         return selftest()
+    if argv[:1] == ["warmup"]:
+        return _warmup(argv[1:])
     print(USAGE, file=sys.stderr)
     return 2
 

@@ -6,7 +6,9 @@ import math
 
 import torch
 
-from . import _C
+from . import _C, _cuda
+from ._cuda import MODULES as _NV_MODULES
+from ._cuda import _raw_stream
 from ._generator import MAX_NUMEL as _MAX_NUMEL
 from ._generator import TORCH_TRACKER, Generator, check_shape
 
@@ -27,18 +29,10 @@ _ITEMSIZE = {
     **({torch.uint32: 4} if hasattr(torch, "uint32") else {}),
 }
 _CPU = torch.device("cpu")
-_HAS_CUDA_KERNEL = bool(_C.CUDA)
 _DT_FLOAT64 = _C.DT_FLOAT64
 _get_num_threads = torch.get_num_threads
 _CUDA_OK = []  # [True] once torch has reported CUDA available (it does not change after)
 _CUDA_DEVICES = {}  # index -> torch.device("cuda", index)
-
-try:  # the raw current-stream handle without building a torch.cuda.Stream object
-    _raw_stream = torch._C._cuda_getCurrentRawStream
-except AttributeError:  # pragma: no cover - older/newer torch
-
-    def _raw_stream(index):
-        return torch.cuda.current_stream(index).cuda_stream
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,9 +148,8 @@ def _fill(out, n, dev, kind, code, seed, stream, offset):
     typ = dev.type
     if typ == "cpu":
         _C.fill_cpu(out.data_ptr(), n, kind, code, seed, stream, offset, _get_num_threads())
-    elif typ == "cuda" and _HAS_CUDA_KERNEL:
-        index = dev.index
-        _C.fill_cuda(out.data_ptr(), n, kind, code, seed, stream, offset, index, _raw_stream(index))
+    elif typ == "cuda":  # the backend of FASTRAND_CUDA_BACKEND (aot, nvrtc or copy)
+        _cuda.fill(out, n, kind, code, seed, stream, offset)
     else:  # no native kernel for this device: the same bits, generated on the CPU and copied
         host = torch.empty(out.shape, dtype=out.dtype)
         _fill(host, n, _CPU, kind, code, seed, stream, offset)
@@ -165,6 +158,8 @@ def _fill(out, n, dev, kind, code, seed, stream, offset):
 
 
 def _draw(shape, generator, device, dtype, kind, code):
+    if device.type == "cuda":  # loads the NVRTC kernels, or refuses, before any reservation
+        _cuda.prepare(device.index)
     two_words = code == _DT_FLOAT64
     out = torch.empty(shape, dtype=dtype, device=device)
     n = math.prod(shape)
@@ -222,7 +217,8 @@ def _graph_fill(g, out, n, kind, code):
 # public API
 # randn_tensor's fast path: (shape, device, dtype) of calls already validated, for a
 # fastrand.Generator, a tuple of ints and an explicit dtype -> (device for torch.empty, dtype,
-# dtype code, n, float64?, backend: 0 CPU kernel, 1 CUDA kernel, 2 other).
+# dtype code, n, float64?, backend: 0 CPU kernel, 1 CUDA AOT kernel, 3 CUDA NVRTC kernel,
+# 2 other).
 _FAST_NORMAL = {}
 
 
@@ -248,12 +244,44 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
             else:
                 dev, dt, code, n, two, backend = entry
                 out = torch.empty(shape, dtype=dt, device=dev)
-                seed, stream, offset = generator._reserve(n, two)
-                if n == 0:
-                    return out
                 if backend == 1:
+                    seed, stream, offset = generator._reserve(n, two)
+                    if n:
+                        index = out.get_device()
+                        _C.fill_cuda(
+                            out.data_ptr(),
+                            n,
+                            _NORMAL,
+                            code,
+                            seed,
+                            stream,
+                            offset,
+                            index,
+                            _raw_stream(index),
+                        )
+                    return out
+                if backend == 0:
+                    seed, stream, offset = generator._reserve(n, two)
+                    if n:
+                        _C.fill_cpu(
+                            out.data_ptr(),
+                            n,
+                            _NORMAL,
+                            code,
+                            seed,
+                            stream,
+                            offset,
+                            _get_num_threads(),
+                        )
+                    return out
+                if backend == 3 and n:
                     index = out.get_device()
-                    _C.fill_cuda(
+                    module = _NV_MODULES.get(index)
+                    if module is None:  # loaded before the reservation: a refusal costs nothing
+                        module = _cuda.module(index)
+                    seed, stream, offset = generator._reserve(n, two)
+                    _C.drv_fill(
+                        module,
                         out.data_ptr(),
                         n,
                         _NORMAL,
@@ -265,10 +293,10 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
                         _raw_stream(index),
                     )
                     return out
-                if backend == 0:
-                    _C.fill_cpu(
-                        out.data_ptr(), n, _NORMAL, code, seed, stream, offset, _get_num_threads()
-                    )
+                if n and out.is_cuda:
+                    _cuda.prepare(out.get_device())
+                seed, stream, offset = generator._reserve(n, two)
+                if n == 0:
                     return out
                 return _fill(out, n, out.device, _NORMAL, code, seed, stream, offset)
     out = _normal(_shape_arg(shape), generator, device, dtype, layout, "shape")
@@ -290,10 +318,16 @@ def _remember_fast(shape, device, dtype):
     if not (device is None or type(device) is str or type(device) is torch.device):
         return  # an int device would also match False / 0.0, which the checks refuse
     dev = _device_arg(device)
-    if dev.type == "cuda" and _HAS_CUDA_KERNEL:
+    if dev.type == "cuda":
         # an index-less CUDA device stays index-less: torch.empty places the tensor on the
-        # current device and the fill reads the index back from it
-        backend, target = 1, device if isinstance(device, torch.device) else torch.device(device)
+        # current device and the fill reads the index back from it (so the backend must be the
+        # same on every visible device for it, else the general path picks it per call)
+        target = device if isinstance(device, torch.device) else torch.device(device)
+        if target.index is None:
+            chosen = {_cuda.device_backend(i) for i in range(torch.cuda.device_count())}
+        else:
+            chosen = {_cuda.device_backend(target.index)}
+        backend = {"aot": 1, "nvrtc": 3}.get(chosen.pop(), 2) if len(chosen) == 1 else 2
     elif dev.type == "cpu":
         backend, target = 0, dev
     else:
@@ -388,4 +422,5 @@ def build_info():
         "cpu_isa_selected": _C.cpu_isa_selected(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        **_cuda.info(),  # cuda_backend, nvrtc, cache_dir
     }

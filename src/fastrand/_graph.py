@@ -89,19 +89,18 @@ class CudaGraphGenerator:
 
 def reserve_on_device(g, out, n, kind, code):
     """Fills `out` (n values, on g.device) from the device state and advances it."""
-    from . import _C
-    from ._api import _raw_stream
+    from . import _cuda
 
     if out.device != g.device:
         raise ValueError(
             f"device: a CudaGraphGenerator on {g.device} draws only on that device, "
             f"not {out.device}"
         )
-    if not _C.CUDA:
-        raise ValueError(
-            "generator: CudaGraphGenerator needs the CUDA kernel, and this build of "
-            "fastrand has none (rebuild with nvcc available)"
-        )
     index = g.device.index
-    _C.fill_cuda_state(out.data_ptr(), n, kind, code, g.state.data_ptr(), index, _raw_stream(index))
+    if not _cuda.native(index):
+        raise ValueError(
+            "generator: CudaGraphGenerator needs a CUDA kernel (AOT or NVRTC), and "
+            f"{g.device} has none: {_cuda.copy_reason(index)}"
+        )
+    _cuda.fill_state(out, n, kind, code, g.state)
     return out

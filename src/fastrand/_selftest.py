@@ -180,7 +180,11 @@ def run(out=sys.stdout, seed=20261126):
                 gpu = _bits(t.view(width).cpu().numpy())
                 total += 1
                 bad += not np.array_equal(gpu, _cpu(kind, dtype, s, st, off, n))
-            kernel = "CUDA kernel" if _C.CUDA else "CPU copy (no CUDA kernel in this build)"
+            from . import _cuda
+
+            kernel = {"aot": "AOT kernel", "nvrtc": "NVRTC kernel"}.get(
+                _cuda.device_backend(index), "CPU copy (no native CUDA kernel)"
+            )
             row("random draws vs CPU", where, bad == 0, f"{total - bad}/{total}, {kernel}")
     else:
         row("CUDA", "-", True, "no CUDA device visible: skipped")

@@ -22,8 +22,8 @@ from typing import List
 
 import torch
 
-from . import _C
-from ._api import _CPU, _device_arg, _fill, _float_dtype_arg, _raw_stream, _shape_arg
+from . import _C, _cuda
+from ._api import _CPU, _device_arg, _fill, _float_dtype_arg, _shape_arg
 from ._generator import U64, check_seed, check_u64, next_offset
 
 __all__ = ["randn", "rand", "randn_from_state", "rand_from_state"]
@@ -68,11 +68,8 @@ def _draw_state(
     out = torch.empty(shape, dtype=dtype, device=state.device)
     n = out.numel()
     code = _CODE[dtype]
-    if state.device.type == "cuda" and _C.CUDA:
-        index = state.device.index
-        _C.fill_cuda_state(
-            out.data_ptr(), n, kind, code, state.data_ptr(), index, _raw_stream(index)
-        )
+    if state.device.type == "cuda":  # the CUDA backend (its copy path reads the state back)
+        _cuda.fill_state(out, n, kind, code, state)
     else:  # host copy of the state (synchronises on non-CPU devices)
         seed, stream, offset = (int(v) % U64 for v in state.tolist())
         _fill(out, n, out.device, kind, code, seed, stream, offset)

@@ -1,0 +1,187 @@
+// Runs the CUDA kernels of csrc/fastrand_kernels.cuh on the CPU: the kernel source is compiled
+// by the host compiler with the few CUDA built-ins it uses defined here, and each "launch"
+// runs every thread of the grid one after another (the kernels are grid-stride loops whose
+// threads never communicate, so the order does not matter). The kernel, grid, block and
+// parameter array come from the launch plan (csrc/launch_plan.cpp), exactly as the driver-API
+// launcher hands them to cuLaunchKernel. So this checks the kernels' index arithmetic, every
+// launch shape, the state and box kernels and the plan without a GPU (the device arithmetic
+// itself is the stream header's host branch here; the GPU tests cover the device branch).
+//
+// Usage: kernel_emu MODE KIND DTYPE SEED STREAM OFFSET N VARIANT SMS MISALIGN [BASE SIZE,..
+// GSTRIDE,..]
+//   MODE fill | state | box; MISALIGN: bytes added to the output address (unaligned path).
+// Prints the values' bit patterns in hex on one line (state mode: then the new offset, hex).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <string>
+#include <vector>
+
+#define __CUDACC__ 1
+#define __host__
+#define __device__
+#define __global__
+#define __forceinline__ inline
+#define __grid_constant__
+#define __launch_bounds__(...)
+
+struct Dim {
+  unsigned x;
+};
+static Dim blockIdx, threadIdx, gridDim, blockDim;
+
+struct float4 {
+  float x, y, z, w;
+};
+struct uint2 {
+  unsigned x, y;
+};
+struct uint4 {
+  unsigned x, y, z, w;
+};
+struct double2 {
+  double x, y;
+};
+static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+static inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) {
+  return {x, y, z, w};
+}
+static inline double2 make_double2(double x, double y) { return {x, y}; }
+
+#include "fastrand_kernels.cuh"
+#include "launch_plan.cpp"
+
+using namespace fastrand;
+
+// Each kernel called from a cuLaunchKernel-style parameter array.
+typedef void (*Caller)(void** p);
+#define EMU_P(T, i) (*static_cast<T*>(p[i]))
+#define EMU_FILL(OPNAME, OP, SHAPE, IDX, UNROLL, NT)                                            \
+  static void call_fill_##OPNAME##_##SHAPE(void** p) {                                          \
+    fr_fill_##OPNAME##_##SHAPE(static_cast<v1::OP::T*>(EMU_P(void*, 0)), EMU_P(uint64_t, 1),    \
+                               EMU_P(uint64_t, 2), EMU_P(uint64_t, 3), EMU_P(v1::RoundKeys, 4), \
+                               EMU_P(uint64_t, 5), EMU_P(uint64_t, 6));                         \
+  }
+#define EMU_OP(OPNAME, OP)                                                                \
+  FASTRAND_KERNEL_SHAPES(EMU_FILL, OPNAME, OP)                                            \
+  static void call_state_##OPNAME(void** p) {                                             \
+    fr_fill_state_##OPNAME(static_cast<v1::OP::T*>(EMU_P(void*, 0)), EMU_P(uint64_t, 1),  \
+                           EMU_P(const uint64_t*, 2), EMU_P(bool, 3));                    \
+  }                                                                                       \
+  static void call_box_##OPNAME(void** p) {                                               \
+    fr_fill_box_##OPNAME(static_cast<v1::OP::T*>(EMU_P(void*, 0)), EMU_P(uint64_t, 1),    \
+                         EMU_P(uint64_t, 2), EMU_P(uint64_t, 3), EMU_P(v1::RoundKeys, 4), \
+                         EMU_P(BoxArgs, 5));                                              \
+  }
+FASTRAND_KERNEL_OPS(EMU_OP)
+static void call_advance(void** p) {
+  fr_advance_state(EMU_P(uint64_t*, 0), EMU_P(uint64_t, 1), EMU_P(int, 2));
+}
+#define EMU_PTR_FILL(OPNAME, OP, SHAPE, IDX, UNROLL, NT) &call_fill_##OPNAME##_##SHAPE,
+#define EMU_PTR_FILLS(OPNAME, OP) FASTRAND_KERNEL_SHAPES(EMU_PTR_FILL, OPNAME, OP)
+#define EMU_PTR_STATE(OPNAME, OP) &call_state_##OPNAME,
+#define EMU_PTR_BOX(OPNAME, OP) &call_box_##OPNAME,
+static const Caller kCallers[plan::N_KERNELS] = {FASTRAND_KERNEL_OPS(EMU_PTR_FILLS)
+                                                     FASTRAND_KERNEL_OPS(EMU_PTR_STATE)
+                                                         FASTRAND_KERNEL_OPS(EMU_PTR_BOX) &
+                                                 call_advance};
+
+static void run(const plan::Launch& l, void** params) {
+  if (l.grid == 0 || l.block == 0 || l.block > 1024) {
+    fprintf(stderr, "bad launch: grid %u block %u\n", l.grid, l.block);
+    exit(3);
+  }
+  gridDim.x = l.grid;
+  blockDim.x = l.block;
+  for (unsigned b = 0; b < l.grid; ++b)
+    for (unsigned t = 0; t < l.block; ++t) {
+      blockIdx.x = b;
+      threadIdx.x = t;
+      kCallers[l.kernel](params);
+    }
+}
+
+static std::vector<uint64_t> list(const char* s) {  // "a,b,c"
+  std::vector<uint64_t> v;
+  while (*s) {
+    char* end = nullptr;
+    v.push_back(strtoull(s, &end, 0));
+    if (end == s) break;
+    s = (*end == ',') ? end + 1 : end;
+  }
+  return v;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 11 && argc != 14) {
+    fprintf(stderr, "usage: see the head of kernel_emu.cpp\n");
+    return 2;
+  }
+  const std::string mode = argv[1];
+  Request r;
+  r.kind = atoi(argv[2]);
+  r.dtype = atoi(argv[3]);
+  r.seed = strtoull(argv[4], nullptr, 0);
+  r.stream = strtoull(argv[5], nullptr, 0);
+  r.offset = strtoull(argv[6], nullptr, 0);
+  r.n = strtoull(argv[7], nullptr, 0);
+  const int variant = atoi(argv[8]);
+  const int sms = atoi(argv[9]);
+  const int misalign = atoi(argv[10]);
+  const int op = plan::op_index(r.kind, r.dtype);
+  if (op < 0 || !plan::set_variant(variant)) return 2;
+  Box box{};
+  if (mode == "box") {
+    if (argc != 14) return 2;
+    box.base = strtoull(argv[11], nullptr, 0);
+    const std::vector<uint64_t> sizes = list(argv[12]), gstrides = list(argv[13]);
+    if (sizes.empty() || sizes.size() != gstrides.size() || sizes.size() > 8) return 2;
+    box.ndim = int(sizes.size());
+    r.n = 1;
+    for (int d = 0; d < box.ndim; ++d) {
+      box.size[d] = sizes[d];
+      box.gstride[d] = gstrides[d];
+      r.n *= sizes[d];
+    }
+  }
+  const int width = plan::op_value_bytes(op);
+  // guard bytes around the output catch writes out of bounds
+  const size_t guard = 64;
+  std::vector<unsigned char> buf(guard + misalign + r.n * width + guard, 0xA5);
+  r.out = buf.data() + guard + misalign;
+  uint64_t state[3] = {r.seed, r.stream, r.offset};
+  if (r.n > 0 || mode == "state") {
+    if (mode == "fill") {
+      plan::FillArgs a;
+      const plan::Launch l = plan::plan_fill(r, sms, a);
+      run(l, plan::params(a).get());
+    } else if (mode == "state") {
+      plan::Launch lf, la;
+      plan::StateArgs fa;
+      plan::AdvanceArgs aa;
+      plan::plan_fill_state(r, state, sms, lf, fa, la, aa);
+      if (lf.kernel >= 0) run(lf, plan::params(fa).get());
+      run(la, plan::params(aa).get());
+    } else if (mode == "box") {
+      plan::BoxFillArgs a;
+      const plan::Launch l = plan::plan_box(r, box, sms, a);
+      run(l, plan::params(a).get());
+    } else {
+      return 2;
+    }
+  }
+  for (size_t i = 0; i < guard + misalign; ++i)
+    if (buf[i] != 0xA5) return 4;
+  for (size_t i = guard + misalign + r.n * width; i < buf.size(); ++i)
+    if (buf[i] != 0xA5) return 4;
+  for (uint64_t i = 0; i < r.n; ++i) {
+    unsigned long long v = 0;
+    memcpy(&v, static_cast<unsigned char*>(r.out) + i * width, width);
+    printf(i ? " %llx" : "%llx", v);
+  }
+  if (mode == "state") printf("%s%llx", r.n ? " " : "", (unsigned long long)state[2]);
+  printf("\n");
+  return 0;
+}
