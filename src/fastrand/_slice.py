@@ -33,7 +33,7 @@ _CUDA_MODULE: list[Any] = []
 def _cuda_box_fill() -> Any:
     if not _CUDA_MODULE:
         try:
-            from . import _cuda  # type: ignore[attr-defined]
+            from . import _cuda
 
             fn = getattr(_cuda, "fill_box", None)
         except ImportError:
