@@ -34,8 +34,14 @@ from ._slice import _draw_box, _generator_arg
 if not _dist.is_available():  # pragma: no cover - torch builds without distributed support
     raise ImportError("fastrand.distributed needs torch.distributed, which this torch lacks")
 
-from torch.distributed.device_mesh import DeviceMesh  # noqa: E402
-from torch.distributed.tensor import DTensor, Partial, Replicate, Shard  # noqa: E402
+try:
+    from torch.distributed.device_mesh import DeviceMesh
+    from torch.distributed.tensor import DTensor, Partial, Replicate, Shard
+except ImportError as _e:  # pragma: no cover - torch before the public DTensor module
+    raise ImportError(
+        f"fastrand.distributed needs torch's public torch.distributed.tensor (DTensor) API, "
+        f"which torch {torch.__version__} lacks ({_e})"
+    ) from None
 
 _STRIDED_SHARD: Any = None  # private in torch 2.13; used only to refuse it by name
 try:
