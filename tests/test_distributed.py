@@ -338,17 +338,61 @@ CHECKS_W4.update(
 CHECKS_SMALL = {"data_parallel": check_data_parallel}
 
 
-def _worker(out, world):
+def check_cuda_mesh(ctx):
+    """On a CUDA mesh each rank's shard is drawn on its GPU and equals the CPU draw's box
+    (torch's own shard rule; no collective)."""
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    import fastrand
+    import fastrand.distributed as fd
+
+    mesh = ctx["meshes"]["cuda"]
+    pairs = ((fd.randn, fastrand.randn), (fd.rand, fastrand.rand))
+    for spec in ("S0", "S1", "S-1", "R"):
+        for shape in SHAPES:
+            for dtype in DTYPES:
+                dt = getattr(torch, dtype)
+                for draw, single in pairs:
+                    g = fastrand.Generator(3, offset=1)
+                    d = draw(
+                        *shape,
+                        generator=g,
+                        dtype=dt,
+                        device_mesh=mesh,
+                        placements=_placements(spec),
+                    )
+                    local = d.to_local()
+                    assert local.device.type == "cuda", local.device
+                    ref = single(*shape, generator=fastrand.Generator(3, offset=1), dtype=dt)
+                    lshape, off = compute_local_shape_and_global_offset(shape, mesh, d.placements)
+                    want = ref[tuple(slice(o, o + n) for o, n in zip(off, lshape))]
+                    _same(local.cpu(), want, f"cuda {spec} {shape} {dtype}")
+
+
+CHECKS_CUDA = {"cuda_mesh": check_cuda_mesh}
+
+
+def _worker(out, world_arg):
+    """One rank: world_arg is the world size ("4", "2", "1"), or "cuda2": 2 ranks on a CUDA
+    mesh (gloo; the ranks share the GPUs there are)."""
     from datetime import timedelta
 
     import torch.distributed as dist
     from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
     torch.set_num_threads(1)
+    cuda = world_arg.startswith("cuda")
+    world = int(world_arg[4:] if cuda else world_arg)
     dist.init_process_group("gloo", timeout=timedelta(seconds=60))
     rank = dist.get_rank()
-    meshes = {(world,): init_device_mesh("cpu", (world,))}
-    checks = CHECKS_SMALL
+    if cuda:
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+        torch.zeros(1, device="cuda")  # the device is set, so DeviceMesh keeps it
+        meshes = {"cuda": init_device_mesh("cuda", (world,))}
+        checks = CHECKS_CUDA
+    else:
+        meshes = {(world,): init_device_mesh("cpu", (world,))}
+        checks = CHECKS_SMALL
     if world == 4:
         meshes[(2, 2)] = init_device_mesh("cpu", (2, 2))
         meshes["half"] = DeviceMesh("cpu", [0, 1])
@@ -367,7 +411,7 @@ def _worker(out, world):
     results["_seconds"] = json.dumps(seconds)
     if "memory" in ctx:
         results["_memory"] = json.dumps(ctx["memory"])
-    with open(os.path.join(out, f"w{world}_rank{rank}.json"), "w") as f:
+    with open(os.path.join(out, f"w{world_arg}_rank{rank}.json"), "w") as f:
         json.dump(results, f)
     dist.barrier()
     dist.destroy_process_group()
@@ -397,7 +441,7 @@ def child_env(**extra):
 def _start_world(world, out):
     port = free_port()
     procs = []
-    for rank in range(world):
+    for rank in range(int(str(world).replace("cuda", ""))):
         env = child_env(
             RANK=rank, WORLD_SIZE=world, LOCAL_RANK=rank, MASTER_ADDR="127.0.0.1", MASTER_PORT=port
         )
@@ -516,6 +560,18 @@ def test_data_parallel_recipe_independent_of_world_size(worlds, outdir):
         _same(batch, want_batch, f"world {world} batch")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_mesh(outdir):
+    """2 ranks on a CUDA mesh (gloo): shards drawn on the GPU equal the CPU draw's boxes."""
+    procs = _start_world("cuda2", outdir)
+    logs = _wait(procs, time.monotonic() + TIMEOUT_S, "cuda world")
+    for rank, p in enumerate(procs):
+        assert p.returncode == 0, f"rank {rank} exited {p.returncode}:\n{logs[rank][-4000:]}"
+        with open(os.path.join(outdir, f"wcuda2_rank{rank}.json")) as f:
+            res = json.load(f)
+        assert res["cuda_mesh"] == "ok", f"rank {rank}:\n{res['cuda_mesh']}"
+
+
 def test_local_box_rule_matches_torch():
     """fastrand's own shard rule (used where torch lacks compute_local_shape_and_global_offset)
     equals torch's for every coordinate of several meshes, uneven, empty and nested shards."""
@@ -554,4 +610,4 @@ def test_example_runs_under_torchrun(launched):
 
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--worker":
-    _worker(sys.argv[2], int(sys.argv[3]))
+    _worker(sys.argv[2], sys.argv[3])
