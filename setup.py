@@ -64,6 +64,8 @@ ISA_FLAGS = {
         "-mavx512vl",
     ],
 }
+ISA_FLAGS["cpu_box_avx2.cpp"] = ISA_FLAGS["cpu_avx2.cpp"]  # the region-draw loops
+ISA_FLAGS["cpu_box_avx512.cpp"] = ISA_FLAGS["cpu_avx512.cpp"]
 # pieces of the flags that would break bit-identity (GCC/Clang and nvcc fast-math, -O fast,
 # fast contraction): no compile command may contain them
 FORBIDDEN = ("fast-math", "Ofast", "fast_math", "fp-contract=fast")
@@ -323,6 +325,10 @@ SOURCES = [
         "driver.cpp",
         "launch_plan.cpp",
         "cpu.cpp",
+        "cpu_box.cpp",
+        "cpu_box_scalar.cpp",
+        "cpu_box_avx2.cpp",
+        "cpu_box_avx512.cpp",
         "cpu_scalar.cpp",
         "cpu_avx2.cpp",
         "cpu_avx512.cpp",

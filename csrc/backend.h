@@ -40,6 +40,9 @@ bool valid_kind_dtype(int kind, int dtype);
 // CPU: split across `threads` threads (results do not depend on it). Releases nothing itself;
 // the binding drops the GIL around it.
 void cpu_fill(const Request& r, int threads);
+// CPU region draw: n = box's numel values of r, the box's global values in row-major order
+// (threads as cpu_fill; the last dimension must have gstride 1).
+void cpu_fill_box(const Request& r, const Box& box, int threads);
 // The CPU code paths this build and processor offer ("scalar", "avx2", "avx512"), and the one
 // in use ($FASTRAND_CPU_ISA or the best available).
 std::vector<std::string> cpu_isa_available();

@@ -39,6 +39,38 @@ void fill_cpu(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, uin
   cpu_fill(r, threads);
 }
 
+// The Box of a region draw from Python lists (see backend.h); its numel in *n.
+Box box_arg(uint64_t base, const std::vector<uint64_t>& sizes,
+            const std::vector<uint64_t>& gstrides, uint64_t* n) {
+  if (sizes.empty() || sizes.size() > size_t(MAX_BOX_DIMS))
+    throw py::value_error("fastrand._C: a box has 1 to 8 dimensions");
+  if (gstrides.size() != sizes.size())
+    throw py::value_error("fastrand._C: a box needs one global stride per dimension");
+  if (gstrides.back() != 1)
+    throw py::value_error("fastrand._C: a box's last dimension needs global stride 1");
+  Box box{int(sizes.size()), base, {}, {}};
+  uint64_t total = 1;
+  for (size_t d = 0; d < sizes.size(); ++d) {
+    box.size[d] = sizes[d];
+    box.gstride[d] = gstrides[d];
+    if (sizes[d] != 0 && total > (uint64_t(1) << 63) / sizes[d])
+      throw py::value_error("fastrand._C: a box of more than 2^63 values");
+    total *= sizes[d];
+  }
+  *n = total;
+  return box;
+}
+
+void fill_box_cpu(uintptr_t ptr, int kind, int dtype, uint64_t seed, uint64_t stream,
+                  uint64_t offset, uint64_t base, const std::vector<uint64_t>& sizes,
+                  const std::vector<uint64_t>& gstrides, int threads) {
+  uint64_t n = 0;
+  const Box box = box_arg(base, sizes, gstrides, &n);
+  const Request r = make_request(ptr, n, kind, dtype, seed, stream, offset);
+  py::gil_scoped_release nogil;
+  cpu_fill_box(r, box, threads);
+}
+
 void probe_cpu(int which, uintptr_t ptr, uint64_t first, uint64_t count, int threads) {
   if (which != PROBE_RADIUS32 && which != PROBE_ANGLE32)
     throw py::value_error("fastrand._C: unknown probe");
@@ -84,6 +116,10 @@ PYBIND11_MODULE(_C, m) {
       py::arg("kind"), py::arg("dtype"), py::arg("words"), py::arg("out"), py::arg("nblocks"),
       "Tests: the values of nblocks blocks from their given words (4 uint32 each) on the "
       "selected CPU path.");
+  m.def("fill_box_cpu", &fill_box_cpu, py::arg("ptr"), py::arg("kind"), py::arg("dtype"),
+        py::arg("seed"), py::arg("stream"), py::arg("offset"), py::arg("base"), py::arg("sizes"),
+        py::arg("gstrides"), py::arg("threads"),
+        "Write the box's values (backend.h Box; n = prod(sizes)) to the buffer at ptr.");
   m.def("probe_cpu", &probe_cpu, py::arg("which"), py::arg("ptr"), py::arg("first"),
         py::arg("count"), py::arg("threads"));
   m.def(

@@ -22,6 +22,8 @@ _LAZY = {
     "rand_like": "_api",
     "random_words": "_api",
     "build_info": "_api",
+    "randn_slice": "_slice",
+    "rand_slice": "_slice",
     "CudaGraphGenerator": "_graph",
     "BrownianTree": "_brownian",
     "BrownianTreeNoiseSampler": "_brownian",
@@ -37,7 +39,7 @@ __all__ = ["Generator", "STREAM_VERSION", "__version__", *sorted(_LAZY)]
 
 
 # submodules reachable as attributes (fastrand._C, fastrand.numpy, ...) before being imported
-_SUBMODULES = {"_C", "reference", "numpy", "functional"}
+_SUBMODULES = {"_C", "reference", "numpy", "functional", "distributed"}
 
 
 def __getattr__(name):

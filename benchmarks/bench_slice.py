@@ -1,0 +1,147 @@
+"""Region draws: the cost of a shard (fastrand.randn_slice) against the full draw.
+
+A 1/8 shard should cost at most 1/8 x 1.1 of the full draw plus the call overhead (a randn_slice
+of one value). Shards of different shapes: one contiguous run (Shard(0)), rows of the last
+dimension (Shard(-1)), a box halved in three dimensions, and rows of one value (the worst case:
+a Philox block yields 4 float32 values, so a row shorter than 4 values still costs a block).
+
+Usage (from the repository root):
+    PYTHONPATH=src python benchmarks/bench_slice.py [--quick] [--out DIR]
+
+Writes DIR/slice.json (default DIR: bench-results/). CPU always, CUDA when available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as C  # noqa: E402
+import torch  # noqa: E402
+
+fastrand = C.import_fastrand()
+
+BOUND = 1.1 / 8  # the budget of a 1/8 shard, as a fraction of the full draw
+
+
+def cases(quick):
+    """(name, global shape, index) of 1/8 shards."""
+    big = (8, 32, 64, 256) if quick else (8, 64, 64, 512)
+    rows = (1 << 19, 8) if quick else (1 << 21, 8)
+    return [
+        ("Shard(0): one run", big, (slice(0, 1),)),
+        ("Shard(-1): rows", big, (..., slice(0, big[-1] // 8))),
+        ("box halved in 3 dims", big, (slice(0, 4), slice(0, big[1] // 2), slice(0, 32))),
+        ("rows of 1 value", rows, (slice(None), slice(3, 4))),
+    ]
+
+
+def _cpu_methods(g, shape, index, dtype):
+    return {
+        "full": lambda: fastrand.randn(shape, generator=g, dtype=dtype),
+        "shard": lambda: fastrand.randn_slice(shape, index, generator=g, dtype=dtype),
+    }
+
+
+def _cuda_methods(g, shape, index, dtype):
+    return (
+        lambda: fastrand.randn(shape, generator=g, dtype=dtype, device="cuda"),
+        lambda: fastrand.randn_slice(shape, index, generator=g, dtype=dtype, device="cuda"),
+    )
+
+
+def _measure_cpu(quick):
+    rows = []
+    g = fastrand.Generator(0)
+    tiny = C.time_cpu(lambda: fastrand.randn_slice((1,), (), generator=g), min_repeats=20)
+    overhead = tiny["median"]
+    for name, shape, index in cases(quick):
+        for dtype in (torch.float32, torch.float64):
+            t = C.time_cpu_interleaved(
+                _cpu_methods(g, shape, index, dtype), budget_s=0.6 if quick else 2.0
+            )
+            rows.append(
+                _row("cpu", name, shape, dtype, t["full"]["median"], t["shard"]["median"], overhead)
+            )
+    return rows, overhead
+
+
+def _measure_cuda(quick):
+    rows = []
+    g = fastrand.Generator(0)
+    dev = "cuda"
+    overhead = C.time_cuda_wall(
+        lambda: fastrand.randn_slice((1,), (), generator=g, device=dev), 200
+    )
+    for name, shape, index in cases(quick):
+        for dtype in (torch.float32, torch.float64):
+            full, shard = _cuda_methods(g, shape, index, dtype)
+            n = 20 if quick else 100
+            host_full = C.time_cuda_wall(full, n)
+            host_shard = C.time_cuda_wall(shard, n)
+            t_full, _ = C.time_cuda_events(full, n, host_s_per_call=host_full)
+            t_shard, _ = C.time_cuda_events(shard, n, host_s_per_call=host_shard)
+            rows.append(_row("cuda", name, shape, dtype, t_full, t_shard, overhead))
+    return rows, overhead
+
+
+def _row(device, name, shape, dtype, full, shard, overhead):
+    budget = BOUND * full + overhead
+    return {
+        "device": device,
+        "case": name,
+        "shape": C.fmt_shape(shape),
+        "dtype": C.dtype_name(dtype),
+        "full_ms": full * 1e3,
+        "shard_ms": shard * 1e3,
+        "ratio": shard / full,
+        "budget_ms": budget * 1e3,
+        "within": "yes" if shard <= budget else "NO",
+    }
+
+
+def run(args):
+    torch.manual_seed(0)
+    out = {"machine": C.machine_info(), "bound": "shard <= 1.1/8 x full + overhead", "results": []}
+    cpu_rows, cpu_overhead = _measure_cpu(args.quick)
+    out["results"] += cpu_rows
+    out["overhead_ms"] = {"cpu": cpu_overhead * 1e3}
+    if torch.cuda.is_available():
+        cuda_rows, cuda_overhead = _measure_cuda(args.quick)
+        out["results"] += cuda_rows
+        out["overhead_ms"]["cuda"] = cuda_overhead * 1e3
+    cols = [
+        ("device", "device"),
+        ("case", "1/8 shard"),
+        ("shape", "global shape"),
+        ("dtype", "dtype"),
+        ("full_ms", "full ms"),
+        ("shard_ms", "shard ms"),
+        ("ratio", "shard/full"),
+        ("budget_ms", "budget ms"),
+        ("within", "within"),
+    ]
+    title = (
+        "randn_slice: a 1/8 shard against the full draw (budget: 1.1/8 x full + call overhead "
+        + ", ".join(f"{k} {v * 1e3:.1f} us" for k, v in out["overhead_ms"].items())
+        + ")"
+    )
+    C.print_table(out["results"], cols, title=title)
+    C.write_json(os.path.join(args.out, "slice.json"), out)
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", default="bench-results", help="output folder (default bench-results/)")
+    p.add_argument(
+        "--quick", action="store_true", help="global tensors of 2^22 values, fewer repeats"
+    )
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
