@@ -49,7 +49,7 @@ _ORIGINALS: dict[str, Any] = {}
 _REPLACEMENTS: dict[str, Any] = {}  # attribute name -> fastrand's replacement
 # id(module) -> (module, {attribute names we replaced})
 _REPLACED: dict[int, tuple[types.ModuleType, set[str]]] = {}
-_FINDER = [None]  # the installed _PatchingFinder, or None
+_FINDER: list[Any] = [None]  # the installed _PatchingFinder, or None
 
 
 def _is_diffusers_module(name):
@@ -58,7 +58,14 @@ def _is_diffusers_module(name):
 
 # --------------------------------------------------------------------------------------------
 # the replacement
-def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None, **kwargs):
+def randn_tensor(
+    shape: Any,
+    generator: Any = None,
+    device: Any = None,
+    dtype: Any = None,
+    layout: Any = None,
+    **kwargs: Any,
+) -> Any:
     """diffusers' ``randn_tensor`` signature, answered by ``fastrand.randn_tensor``.
 
     ``shape``, ``generator``, ``device``, ``dtype`` and ``layout`` are the arguments every
@@ -376,12 +383,12 @@ class _DiffusersPatch:
         return self
 
     @property
-    def active(self):
+    def active(self) -> bool:
         """Whether this handle (or a block entered on it) still holds a patch in force."""
         with _LOCK:
             return any(t is not None and t in _ACTIVE for t in [self._token, *self._blocks])
 
-    def undo(self):
+    def undo(self) -> None:
         """Releases this handle's patches; diffusers is restored once no other patch is in
         force."""
         with _LOCK:
@@ -414,7 +421,7 @@ class _DiffusersPatch:
         return f"<fastrand diffusers patch, {'active' if self.active else 'undone'}>"
 
 
-def patch_diffusers():
+def patch_diffusers() -> _DiffusersPatch:
     """Makes diffusers draw its noise through ``fastrand.randn_tensor`` and its SDE schedulers'
     Brownian noise through ``fastrand.BrownianTreeNoiseSampler``.
 
@@ -427,7 +434,7 @@ def patch_diffusers():
     return _DiffusersPatch()._apply()
 
 
-def unpatch_diffusers():
+def unpatch_diffusers() -> None:
     """Undoes every ``patch_diffusers()``: puts diffusers' own ``randn_tensor`` and
     ``BrownianTreeNoiseSampler`` back exactly where they were replaced and removes the import hook. Does nothing if nothing is patched."""
     with _LOCK:
