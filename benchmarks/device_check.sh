@@ -5,7 +5,8 @@
 # included; tests/test_cuda_backend.py runs its GPU tests on both backends), run the CUDA tests
 # (test_cuda.py) again on the NVRTC backend, compare CPU and GPU exhaustively / at volume, run the GPU benchmark
 # over every launch shape plus the backends section (cold/warm NVRTC load, first-draw latency,
-# NVRTC vs AOT throughput), and print a short table last. Results (JSON, PNG, logs) go to $OUT
+# NVRTC vs AOT throughput), the shard-draw and SDE benchmarks (quick), and print a short table
+# last. Results (JSON, PNG, logs) go to $OUT
 # (default bench-results/). NVRTC comes with torch's CUDA wheels (nvidia/cu13 or cuda_nvrtc).
 #   FASTRAND_CUDA_ARCHS=90 bash benchmarks/device_check.sh
 set -uo pipefail
@@ -36,11 +37,13 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 step build 240 $PY -m pip install --no-build-isolation --no-deps -v .
 (cd /tmp && $PY -m fastrand info) | tee "$OUT/info.json"
 step warmup 120 env FASTRAND_CUDA_BACKEND=nvrtc $PY -m fastrand warmup
-step tests 270 $PY -m pytest -q -p no:cacheprovider tests
+step tests 300 $PY -m pytest -q -p no:cacheprovider tests
 step tests_nvrtc 150 env FASTRAND_CUDA_BACKEND=nvrtc $PY -m pytest -q -p no:cacheprovider \
   tests/test_cuda.py
 step exhaustive 200 $PY benchmarks/device_exhaustive.py --out "$OUT"
 step bench 260 $PY benchmarks/bench_gpu.py --out "$OUT"
+step bench_slice 60 $PY benchmarks/bench_slice.py --quick --out "$OUT"
+step bench_sde 60 $PY benchmarks/bench_sde.py --quick --out "$OUT"
 so=$($PY -c "import fastrand._C as c; print(c.__file__)" 2>/dev/null)
 if [ -n "$so" ] && command -v cuobjdump >/dev/null; then
   cuobjdump -sass "$so" > "$LOGS/sass.txt" 2>/dev/null
@@ -49,7 +52,7 @@ fi
 
 echo
 echo "================ device check summary ================"
-for k in build warmup tests tests_nvrtc exhaustive bench; do
+for k in build warmup tests tests_nvrtc exhaustive bench bench_slice bench_sde; do
   printf '%-12s %s\n' "$k" "${RESULT[$k]:-not run}"
 done
 grep -E "^sm_|^cuda:" "$OUT/warmup.log" | head -4
@@ -59,4 +62,6 @@ for t in tests tests_nvrtc; do
 done
 grep -E "^EXHAUSTIVE" "$OUT/exhaustive.log" | tail -1
 sed -n '/^GPU summary/,$p' "$OUT/bench.log"
+grep -iE "cuda" "$OUT/bench_slice.log" | tail -3
+grep -iE "cuda|speedup|x " "$OUT/bench_sde.log" | tail -3
 [ -f "$OUT/sass_counts.txt" ] && head -4 "$OUT/sass_counts.txt"
