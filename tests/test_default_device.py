@@ -126,3 +126,15 @@ def test_functional_follows_default_device_like_torch(compiled):
     got = draw()  # and back
     assert got.device.type == "cpu"
     assert torch.equal(got.view(torch.int32), ref.view(torch.int32))
+
+
+def test_slices_follow_default_device_like_randn():
+    g = fastrand.Generator(2)
+    full = fastrand.randn(4, 6, generator=fastrand.Generator(2))
+    got = fastrand.randn_slice((4, 6), (slice(1, 3),), generator=g)
+    assert got.device.type == "cpu" and g.get_offset() == 24
+    assert torch.equal(got.view(torch.int32), full[1:3].view(torch.int32))
+    with torch.device("meta"):
+        g = fastrand.Generator(2)
+        got = fastrand.randn_slice((4, 6), (slice(1, 3),), generator=g)
+        assert got.device.type == "meta" and got.shape == (2, 6) and g.get_offset() == 0

@@ -989,7 +989,7 @@ def _copy_fill(
     out: torch.Tensor, n: int, kind: int, code: int, seed: int, stream: int, offset: int
 ) -> None:
     _refuse_copy_in_capture(out.get_device())
-    host = torch.empty(out.shape, dtype=out.dtype)
+    host = torch.empty(out.shape, dtype=out.dtype, device="cpu")
     _C.fill_cpu(host.data_ptr(), n, kind, code, seed, stream, offset, torch.get_num_threads())
     out.copy_(host)
 
@@ -1087,35 +1087,27 @@ def fill_box(
         )
     else:
         _refuse_copy_in_capture(index)
-        host = torch.empty(out.shape, dtype=out.dtype)
+        host = torch.empty(out.shape, dtype=out.dtype, device="cpu")
         _cpu_box(host, kind, code, seed, stream, offset, base, sizes, gstrides)
         out.copy_(host)
 
 
 def _cpu_box(host, kind, code, seed, stream, offset, base, sizes, gstrides) -> None:
-    """The copy backend's box: each innermost row (gstride 1) is a plain request of the stream
-    at the position of its first global value."""
-    rows = 1
-    for s in sizes[:-1]:
-        rows *= s
-    width = sizes[-1] if sizes else 1
-    if rows * width == 0:
+    """The copy backend's box: the CPU's box fill (one threaded call) into `host`."""
+    if host.numel() == 0:
         return
-    flat = host.view(-1)
-    two = code == _C.DT_FLOAT64
-    start = (offset + (offset & 1)) % U64 if two else offset
-    threads = torch.get_num_threads()
-    idx = [0] * (len(sizes) - 1)
-    for r in range(rows):
-        g = base + sum(i * s for i, s in zip(idx, gstrides[:-1]))
-        pos = (start + 2 * g) % U64 if two else (start + g) % U64
-        part = flat[r * width : (r + 1) * width]
-        _C.fill_cpu(part.data_ptr(), width, kind, code, seed, stream, pos, threads)
-        for d in range(len(idx) - 1, -1, -1):  # row-major increment
-            idx[d] += 1
-            if idx[d] < sizes[d]:
-                break
-            idx[d] = 0
+    _C.fill_box_cpu(
+        host.data_ptr(),
+        kind,
+        code,
+        seed,
+        stream,
+        offset,
+        base,
+        list(sizes),
+        list(gstrides),
+        torch.get_num_threads(),
+    )
 
 
 # --------------------------------------------------------------------------------------------

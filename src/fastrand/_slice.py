@@ -17,8 +17,15 @@ from typing import Any
 
 import torch
 
-from . import _C
-from ._api import _check_bytes, _device_arg, _float_dtype_arg, _reserve
+from . import _C, _cuda
+from ._api import (
+    _check_bytes,
+    _check_generator_type,
+    _device_arg,
+    _factory_device,
+    _float_dtype_arg,
+    _reserve,
+)
 from ._generator import Generator, check_shape
 
 _NORMAL, _UNIFORM = _C.KIND_NORMAL, _C.KIND_UNIFORM
@@ -27,19 +34,6 @@ _MAX_BOX_DIMS = 8  # csrc/backend.h MAX_BOX_DIMS
 _CPU = torch.device("cpu")
 
 # fastrand._cuda (the CUDA backends: AOT, NVRTC, copy), once it is importable; else None
-_CUDA_MODULE: list[Any] = []
-
-
-def _cuda_box_fill() -> Any:
-    if not _CUDA_MODULE:
-        try:
-            from . import _cuda
-
-            fn = getattr(_cuda, "fill_box", None)
-        except ImportError:
-            fn = None
-        _CUDA_MODULE.append(fn)
-    return _CUDA_MODULE[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,12 +167,11 @@ def _fill_box(
         return
     if dev.type == "meta":  # shapes only: nothing to draw
         return
-    fill = _cuda_box_fill() if dev.type == "cuda" else None
-    if fill is not None:
-        fill(out, kind, code, seed, stream, offset, base, sizes, gstrides)
+    if dev.type == "cuda":  # the CUDA backend (AOT, NVRTC, or its own copy path)
+        _cuda.fill_box(out, kind, code, seed, stream, offset, base, sizes, gstrides)
         return
-    # no native box fill for this device (yet): the same bits drawn on the CPU and copied
-    host = torch.empty(out.shape, dtype=out.dtype)
+    # no native box fill for this device: the same bits drawn on the CPU and copied
+    host = torch.empty(out.shape, dtype=out.dtype, device=_CPU)
     _fill_box(host, _CPU, kind, code, seed, stream, offset, base, sizes, gstrides)
     out.copy_(host)
 
@@ -234,12 +227,15 @@ def _slice_draw(
     shape: Any, index: Any, generator: Any, dtype: Any, device: Any, kind: int
 ) -> torch.Tensor:
     shape = check_shape(shape, "shape")
-    dev = _device_arg(device)
+    dev = _device_arg(_factory_device(device))  # torch's rule, as randn's
     dt, code = _float_dtype_arg(dtype)
     _check_bytes(shape, dt, "shape")
     starts, lengths, kept = _index_arg(index, shape)
     _generator_arg(generator)
     out_shape = [n for n, k in zip(lengths, kept) if k]
+    if dev.type == "meta":  # shape and dtype only, as torch's factories: nothing drawn
+        _check_generator_type(generator)
+        return torch.empty(out_shape, dtype=dt, device=dev)
     return _draw_box(shape, starts, lengths, out_shape, generator, dev, dt, kind, code)
 
 
