@@ -32,7 +32,9 @@ needs_nvrtc = pytest.mark.skipif(
 )
 needs_gpu = pytest.mark.skipif(not GPU, reason="no CUDA device")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SRC = os.path.join(ROOT, "src")
+# the directory holding the fastrand this test imported (src/ or an installed site-packages):
+# children import the same build
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
 ENVS = (_cuda.ENV_BACKEND, _cuda.ENV_NVRTC, _cuda.ENV_CACHE)
 # a small two-file program: the cache logic without the seconds of the real kernels
 TINY = {
