@@ -43,6 +43,7 @@ def configs(quick):
         return [
             (REF_SHAPE, torch.float32),
             (LATENT_REF, torch.float32),
+            (REF_SHAPE, torch.float16),
             (REF_SHAPE, torch.bfloat16),
             (REF_SHAPE, torch.float64),
         ]

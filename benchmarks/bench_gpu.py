@@ -48,6 +48,7 @@ HEADLINE = [
     ((1 << 28,), torch.float32),
     ((1 << 26,), torch.bfloat16),
     ((1 << 28,), torch.bfloat16),
+    ((1 << 26,), torch.float16),
 ]
 LARGE = 1 << 24  # from here on: fewer repeats for the blocking diffusers path
 HUGE_BYTES = 1 << 30  # configurations this big need free GPU memory (checked before)
