@@ -42,6 +42,10 @@ struct LaneLoad<PairLanes<L>> {
 // the copy)
 template <class T>
 inline void copy_upto4(T* __restrict dst, const T* __restrict src, int c) {
+  if (c == 4) {  // a whole block (most of a row): one vector move
+    memcpy(dst, src, 4 * sizeof(T));
+    return;
+  }
   switch (c) {
     case 4:
       dst[3] = src[3];
