@@ -1,10 +1,11 @@
 // The CPU region-draw loop, included once per instruction set (cpu_box_scalar.cpp,
 // cpu_box_avx2.cpp, cpu_box_avx512.cpp) with its own FR_ISA_NS, like cpu_kernel.h, whose fill
 // loops it reuses. Long rows of a Box are plain requests (fill_range, SIMD over consecutive
-// blocks). Short rows would leave the SIMD lanes idle and pay a call per row, so their blocks
-// are gathered from any rows into lanes (one block per lane, the block indices loaded per lane)
-// and each lane's values copied to its row: per value, a short row costs about what a long one
-// does, plus the partial blocks at the rows' ends.
+// blocks). Short rows would leave the SIMD lanes idle and pay a call per row. On the SIMD paths
+// their whole blocks are walked: one row a lane, W rows at a time, the block indices advanced by
+// one vector add a step, each lane's block copied to its row in one move (Walk). The rest (the
+// partial blocks at the rows' ends, rows with no whole block, rows cut by the piece's ends) are
+// gathered from any rows into lanes, one block a lane with its bookkeeping (Gather).
 #pragma once
 
 #include <string.h>
@@ -64,6 +65,31 @@ inline void copy_upto4(T* __restrict dst, const T* __restrict src, int c) {
   }
 }
 
+#if defined(FR_HAVE_SIMD_LANES)
+// The values of the GatherLanes::WIDTH blocks whose indices are in lanes (x, y) into vals, block
+// e's values at vals[P e ..] (P = Op::PER_BLOCK): the main fill loop's lanes (cpu_kernel.h).
+template <class Op>
+inline void eval_gathered(typename GatherLanes::U x, typename GatherLanes::U y, uint64_t stream,
+                          const RoundKeys& rk, typename Op::T* vals) {
+  using L = GatherLanes;
+  using U = typename L::U;
+  U z = L::splat_u(uint32_t(stream)), w = L::splat_u(uint32_t(stream >> 32));
+  philox_lanes<L>(x, y, z, w, rk);
+  if constexpr (Op::PER_BLOCK == 4) {
+    U v[4];
+    Op::template eval_lanes<L>(x, y, z, w, v);
+    L::template store_blocks<typename Op::T>(vals, v);
+  } else {
+    constexpr int W = L::WIDTH;
+    alignas(64) uint32_t words[4][W];
+    const U wv[4] = {x, y, z, w};
+    static_assert(sizeof(wv) == sizeof(words), "lanes in block order");
+    memcpy(words, wv, sizeof(words));
+    eval_words64<Lanes64x2, Op>(vals, words);
+  }
+}
+#endif
+
 // The blocks of a gather: block e's value slots [lo, lo + cnt) go to dst[0 .. cnt). Plain
 // arrays owned by the caller, whose counters stay in registers. Two batches alternate: the values
 // of a batch are copied out after the next batch was evaluated, when the vector stores that wrote
@@ -72,9 +98,10 @@ inline void copy_upto4(T* __restrict dst, const T* __restrict src, int c) {
 template <class Op>
 struct Gather {
   using T = typename Op::T;
+  static constexpr int P = Op::PER_BLOCK;
 #if defined(FR_HAVE_SIMD_LANES)
-  static constexpr bool SIMD = Op::PER_BLOCK == 4;
-  static constexpr int W = SIMD ? GatherLanes::WIDTH : 16;
+  static constexpr bool SIMD = true;
+  static constexpr int W = GatherLanes::WIDTH;
 #else
   static constexpr bool SIMD = false;
   static constexpr int W = 16;
@@ -82,7 +109,7 @@ struct Gather {
   uint32_t xs[W], ys[W];  // block index, low and high word (already masked)
   T* dst[2][W];
   int lo[2][W], cnt[2][W];
-  T vals[SIMD ? 2 : 1][SIMD ? 4 * W : 1];  // vals[buf][4e + j]: value j of block e
+  T vals[SIMD ? 2 : 1][SIMD ? P * W : 1];  // vals[buf][P e + j]: value j of block e
 };
 
 // Evaluates the n <= W blocks of batch `buf`: into vals[buf] (SIMD; copied out by gather_copy),
@@ -91,37 +118,76 @@ template <class Op>
 FR_NOINLINE_BOX void gather_eval(Gather<Op>& g, int buf, int n, const RoundKeys& rk,
                                  uint64_t stream) {
 #if defined(FR_HAVE_SIMD_LANES)
-  if constexpr (Gather<Op>::SIMD) {
-    using L = GatherLanes;
-    using U = typename L::U;
-    for (int e = n; e < Gather<Op>::W; ++e) {  // idle lanes repeat block 0
-      g.xs[e] = g.xs[0];
-      g.ys[e] = g.ys[0];
-    }
-    U x = LaneLoad<L>::load(g.xs), y = LaneLoad<L>::load(g.ys);
-    U z = L::splat_u(uint32_t(stream)), w = L::splat_u(uint32_t(stream >> 32));
-    philox_lanes<L>(x, y, z, w, rk);
-    U v[4];
-    Op::template eval_lanes<L>(x, y, z, w, v);
-    L::template store_blocks<typename Op::T>(g.vals[buf], v);
-    return;
+  using L = GatherLanes;
+  for (int e = n; e < Gather<Op>::W; ++e) {  // idle lanes repeat block 0
+    g.xs[e] = g.xs[0];
+    g.ys[e] = g.ys[0];
   }
-#endif
+  eval_gathered<Op>(LaneLoad<L>::load(g.xs), LaneLoad<L>::load(g.ys), stream, rk, g.vals[buf]);
+#else
   for (int e = 0; e < n; ++e) {
     typename Op::T v[Op::PER_BLOCK];
     const uint64_t b = uint64_t(g.xs[e]) | (uint64_t(g.ys[e]) << 32);
     Op::eval(block_words(b, stream, rk), v);
     copy_upto4(g.dst[buf][e], v + g.lo[buf][e], g.cnt[buf][e]);
   }
+#endif
 }
 
 template <class Op>
 inline void gather_copy(Gather<Op>& g, int buf, int n) {
   if constexpr (Gather<Op>::SIMD) {
+    constexpr int P = Op::PER_BLOCK;
     for (int e = 0; e < n; ++e)
-      copy_upto4(g.dst[buf][e], g.vals[buf] + 4 * e + g.lo[buf][e], g.cnt[buf][e]);
+      copy_upto4(g.dst[buf][e], g.vals[buf] + P * e + g.lo[buf][e], g.cnt[buf][e]);
   }
 }
+
+#if defined(FR_HAVE_SIMD_LANES)
+// Whole blocks of many rows at once: lane k walks row k, from its first whole block (block
+// index xs, ys) on; step j evaluates block j of every row (the indices one vector add apart) and
+// copies lane k's values to dst[k] + P j as one move. Rows' partial blocks and whole blocks past
+// the rows' common count (steps) go through a Gather.
+template <class Op>
+struct Walk {
+  using T = typename Op::T;
+  static constexpr int P = Op::PER_BLOCK;
+  static constexpr int W = GatherLanes::WIDTH;
+  uint32_t xs[W], ys[W];  // row k's first whole block, low and high word (already masked)
+  T* dst[W];              // where that block's values go
+  alignas(64) T vals[2][P * W];
+};
+
+template <class Op>
+FR_NOINLINE_BOX void walk_run(Walk<Op>& wk, int n, uint64_t steps, const RoundKeys& rk,
+                              uint64_t stream) {
+  using L = GatherLanes;
+  using U = typename L::U;
+  using T = typename Op::T;
+  constexpr int P = Op::PER_BLOCK;
+  for (int k = n; k < Walk<Op>::W; ++k) {  // idle lanes repeat row 0
+    wk.xs[k] = wk.xs[0];
+    wk.ys[k] = wk.ys[0];
+  }
+  U x = LaneLoad<L>::load(wk.xs), y = LaneLoad<L>::load(wk.ys);
+  const U one = L::splat_u(1u), zero = L::splat_u(0u), mask = L::splat_u(0x3fffffffu);
+  for (uint64_t j = 0; j < steps; ++j) {
+    eval_gathered<Op>(x, y, stream, rk, wk.vals[j & 1]);
+    if (j > 0) {  // the previous step's values, whose stores have retired by now
+      const T* v = wk.vals[(j - 1) & 1];
+      for (int k = 0; k < n; ++k) memcpy(wk.dst[k] + P * (j - 1), v + P * k, P * sizeof(T));
+    }
+    // next block of every row: block indices wrap at 2^62 like every request's
+    const U x1 = x + one;
+    y = (y + L::sel_u(L::ugt(x, x1), one, zero)) & mask;
+    x = x1;
+  }
+  if (steps > 0) {
+    const T* v = wk.vals[(steps - 1) & 1];
+    for (int k = 0; k < n; ++k) memcpy(wk.dst[k] + P * (steps - 1), v + P * k, P * sizeof(T));
+  }
+}
+#endif
 
 // Output values [first, first + count) of the box (row-major over box.size; backend.h Box).
 template <class Op>
@@ -157,6 +223,33 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
     cur ^= 1;
     pending = 0;
   };
+  // block `block` (unmasked), slots [slot, slot + take) to dst
+  auto gather_block = [&](uint64_t block, int slot, int take, T* dst) {
+    const uint64_t b = block & BLOCK_MASK;
+    gather.xs[pending] = uint32_t(b);
+    gather.ys[pending] = uint32_t(b >> 32);
+    gather.dst[cur][pending] = dst;
+    gather.lo[cur][pending] = slot;
+    gather.cnt[cur][pending] = take;
+    if (++pending == Gather<Op>::W) run_batch();
+  };
+#if defined(FR_HAVE_SIMD_LANES)
+  Walk<Op> walk;
+  int walking = 0;                  // rows in the walk
+  uint64_t nf_min = 0, nf_max = 0;  // their whole blocks: fewest and most
+  uint64_t nf_row[Walk<Op>::W];
+  auto run_walk = [&]() {
+    if (nf_max > nf_min) {  // the blocks past the common count, through the gather
+      for (int k = 0; k < walking; ++k) {
+        const uint64_t b0 = uint64_t(walk.xs[k]) | (uint64_t(walk.ys[k]) << 32);
+        for (uint64_t j = nf_min; j < nf_row[k]; ++j)
+          gather_block(b0 + j, 0, P, walk.dst[k] + P * j);
+      }
+    }
+    walk_run<Op>(walk, walking, nf_min, rk, r.stream);
+    walking = 0;
+  };
+#endif
   while (done < count) {
     const uint64_t len = (row - col < count - done) ? row - col : count - done;
     // value 0 of this run is global value g_row + col (the last dimension has gstride 1), at
@@ -168,15 +261,26 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
     } else {
       uint64_t i = 0, block = p0 >> 2;
       int slot = int((p0 & 3u) / S);
+#if defined(FR_HAVE_SIMD_LANES)
+      const uint64_t head = slot ? uint64_t(P - slot) : 0;
+      if (len == row && len >= head + P) {  // a whole row with whole blocks: walked
+        if (head) gather_block(block++, slot, int(head), dst);
+        const uint64_t nf = (len - head) / P, tail = (len - head) % P;
+        const uint64_t b = block & BLOCK_MASK;
+        walk.xs[walking] = uint32_t(b);
+        walk.ys[walking] = uint32_t(b >> 32);
+        walk.dst[walking] = dst + head;
+        nf_row[walking] = nf;
+        if (walking == 0 || nf < nf_min) nf_min = nf;
+        if (walking == 0 || nf > nf_max) nf_max = nf;
+        if (tail) gather_block(block + nf, 0, int(tail), dst + head + P * nf);
+        if (++walking == Walk<Op>::W) run_walk();
+        i = len;
+      }
+#endif
       while (i < len) {
         const int take = (uint64_t(P - slot) < len - i) ? P - slot : int(len - i);
-        const uint64_t b = block & BLOCK_MASK;
-        gather.xs[pending] = uint32_t(b);
-        gather.ys[pending] = uint32_t(b >> 32);
-        gather.dst[cur][pending] = dst + i;
-        gather.lo[cur][pending] = slot;
-        gather.cnt[cur][pending] = take;
-        if (++pending == Gather<Op>::W) run_batch();
+        gather_block(block, slot, take, dst + i);
         i += uint64_t(take);
         slot = 0;
         ++block;
@@ -197,6 +301,9 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
       }
     }
   }
+#if defined(FR_HAVE_SIMD_LANES)
+  if (walking) run_walk();
+#endif
   if (pending) run_batch();
   gather_copy<Op>(gather, cur ^ 1, held);
 }

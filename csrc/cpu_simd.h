@@ -9,8 +9,16 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#ifndef FR_ISA_NS
+#error "define FR_ISA_NS before including cpu_simd.h"
+#endif
+
 namespace fastrand {
 namespace v1 {
+// Each instruction set's lane types in their own namespace: one name compiled with different -m
+// flags would break the one-definition rule, and the linker would keep a single copy of every
+// member the compiler did not inline (an AVX2 store_blocks in the AVX-512 path, or the reverse).
+inline namespace FR_ISA_NS {
 
 // What GCC's vector types give at any width: exactly rounded +, -, * (never contracted),
 // integer, bit and mask operations. The per-ISA lane types below add conversions, fma, sqrt,
@@ -311,5 +319,6 @@ struct PairLanes64 {
 };
 #endif
 
+}  // namespace FR_ISA_NS
 }  // namespace v1
 }  // namespace fastrand

@@ -118,6 +118,7 @@ def test_slice_equals_full_draw(box, kind, dtype, offset):
         ((3, 1 << 18), (slice(1, 3), slice(17, None))),  # a few long rows
         ((1 << 19,), (slice(12345, None),)),  # one run
         ((8, 6, 4, 300), (1, slice(1, 5), slice(None), slice(7, 250))),
+        ((2100, 67), (slice(None), slice(1, 66))),  # walked rows starting at every slot
     ],
 )
 def test_threaded_boxes_any_thread_count(shape, index, dtype, num_threads):
@@ -151,6 +152,39 @@ def test_every_cpu_path(isa, cpu_isa):
                     part = SLICERS[kind](shape, index, generator=g, dtype=TORCH_DTYPES[dtype])
                     want = _ref_full(kind, dtype, 1, 0, offset, shape)[index]
                     assert np.array_equal(bits(part).reshape(want.shape), want), (isa, dtype)
+
+
+# Rows walked in parallel (one row a SIMD lane, a block a step), with their partial blocks and
+# their whole blocks past the batch's common count gathered: more rows than one batch of lanes,
+# a last batch part full.
+WALK_BOXES = [
+    ((130, 40), (slice(None), slice(0, 32))),  # whole blocks only (float32, even offsets)
+    ((150, 37), (slice(None), slice(2, 35))),  # rows start at every slot, unequal block counts
+    ((3, 70, 19), (slice(None), slice(1, None), slice(1, 18))),  # two outer dimensions
+    ((100, 300), (slice(None), slice(3, 290))),  # many steps a batch
+    ((70, 9), (slice(None), slice(0, 8))),  # rows of two blocks (float32)
+    ((90, 6), (slice(None), slice(1, 6))),  # rows of one whole block at most
+]
+WALK_OFFSETS = (
+    0,
+    1,
+    3,
+    4 * ((1 << 32) - 40) + 1,  # block indices carry into their high word inside rows
+    U64 - 4 * 300 + 2,  # positions wrap past 2^64 inside the box
+)
+
+
+@pytest.mark.parametrize("isa", list(_C.cpu_isa_available()))
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_walked_rows(isa, kind, dtype, cpu_isa):
+    cpu_isa(isa)
+    for shape, index in WALK_BOXES:
+        for offset in WALK_OFFSETS:
+            g = fastrand.Generator(5, stream=9, offset=offset)
+            part = SLICERS[kind](shape, index, generator=g, dtype=TORCH_DTYPES[dtype])
+            want = _ref_full(kind, dtype, 5, 9, offset, shape)[index]
+            assert np.array_equal(bits(part).reshape(want.shape), want), (shape, offset)
 
 
 @pytest.mark.parametrize("isa", list(_C.cpu_isa_available()))
