@@ -98,9 +98,9 @@ struct SimdLanes : VectorLanes<16> {
         _mm512_cvtps_ph((__m512)f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
   static U bf16_bits(F f) { return bf16_bits_t<SimdLanes>(f); }
-  // Writes W blocks' values in position order: dst[4e + j] = v[j] lane e (a 4 x 16 transpose).
-  template <class T>
-  static void store_blocks(T* dst, const U v[4]) {
+  // W blocks' values in position order (a 4 x 16 transpose): o[q] holds blocks 4q .. 4q + 3,
+  // v[j] lane e at 32-bit lane 4 (e - 4q) + j.
+  static void transpose_blocks(const U v[4], __m512i o[4]) {
     const __m512 a = (__m512)v[0], b = (__m512)v[1], c = (__m512)v[2], d = (__m512)v[3];
     const __m512 t0 = _mm512_unpacklo_ps(a, b), t1 = _mm512_unpackhi_ps(a, b);
     const __m512 t2 = _mm512_unpacklo_ps(c, d), t3 = _mm512_unpackhi_ps(c, d);
@@ -108,9 +108,16 @@ struct SimdLanes : VectorLanes<16> {
     const __m512 u2 = _mm512_shuffle_ps(t1, t3, 0x44), u3 = _mm512_shuffle_ps(t1, t3, 0xEE);
     const __m512 v0 = _mm512_shuffle_f32x4(u0, u1, 0x44), v1 = _mm512_shuffle_f32x4(u2, u3, 0x44);
     const __m512 v2 = _mm512_shuffle_f32x4(u0, u1, 0xEE), v3 = _mm512_shuffle_f32x4(u2, u3, 0xEE);
-    const __m512i o[4] = {
-        (__m512i)_mm512_shuffle_f32x4(v0, v1, 0x88), (__m512i)_mm512_shuffle_f32x4(v0, v1, 0xDD),
-        (__m512i)_mm512_shuffle_f32x4(v2, v3, 0x88), (__m512i)_mm512_shuffle_f32x4(v2, v3, 0xDD)};
+    o[0] = (__m512i)_mm512_shuffle_f32x4(v0, v1, 0x88);
+    o[1] = (__m512i)_mm512_shuffle_f32x4(v0, v1, 0xDD);
+    o[2] = (__m512i)_mm512_shuffle_f32x4(v2, v3, 0x88);
+    o[3] = (__m512i)_mm512_shuffle_f32x4(v2, v3, 0xDD);
+  }
+  // Writes W blocks' values in position order: dst[4e + j] = v[j] lane e.
+  template <class T>
+  static void store_blocks(T* dst, const U v[4]) {
+    __m512i o[4];
+    transpose_blocks(v, o);
     for (int q = 0; q < 4; ++q) {
       if constexpr (sizeof(T) == 4) {
         _mm512_storeu_si512(reinterpret_cast<void*>(dst + 16 * q), o[q]);
@@ -165,18 +172,24 @@ struct SimdLanes : VectorLanes<8> {
         _mm256_cvtps_ph((__m256)f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
   static U bf16_bits(F f) { return bf16_bits_t<SimdLanes>(f); }
-  // Writes W blocks' values in position order: dst[4e + j] = v[j] lane e (a 4 x 8 transpose).
-  template <class T>
-  static void store_blocks(T* dst, const U v[4]) {
+  // W blocks' values in position order (a 4 x 8 transpose): o[q] holds blocks 2q and 2q + 1,
+  // v[j] lane e at 32-bit lane 4 (e - 2q) + j.
+  static void transpose_blocks(const U v[4], __m256i o[4]) {
     const __m256 a = (__m256)v[0], b = (__m256)v[1], c = (__m256)v[2], d = (__m256)v[3];
     const __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
     const __m256 t2 = _mm256_unpacklo_ps(c, d), t3 = _mm256_unpackhi_ps(c, d);
     const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
     const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const __m256i o[4] = {(__m256i)_mm256_permute2f128_ps(u0, u1, 0x20),
-                          (__m256i)_mm256_permute2f128_ps(u2, u3, 0x20),
-                          (__m256i)_mm256_permute2f128_ps(u0, u1, 0x31),
-                          (__m256i)_mm256_permute2f128_ps(u2, u3, 0x31)};
+    o[0] = (__m256i)_mm256_permute2f128_ps(u0, u1, 0x20);
+    o[1] = (__m256i)_mm256_permute2f128_ps(u2, u3, 0x20);
+    o[2] = (__m256i)_mm256_permute2f128_ps(u0, u1, 0x31);
+    o[3] = (__m256i)_mm256_permute2f128_ps(u2, u3, 0x31);
+  }
+  // Writes W blocks' values in position order: dst[4e + j] = v[j] lane e.
+  template <class T>
+  static void store_blocks(T* dst, const U v[4]) {
+    __m256i o[4];
+    transpose_blocks(v, o);
     if constexpr (sizeof(T) == 4) {
       for (int q = 0; q < 4; ++q)
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8 * q), o[q]);
