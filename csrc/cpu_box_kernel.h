@@ -320,12 +320,16 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
   };
 #if defined(FR_HAVE_SIMD_LANES)
   Walk<Op> walk;
-  int walking = 0;                  // rows in the walk
-  uint64_t nf_min = 0, nf_max = 0;  // their whole blocks: fewest and most
-  uint64_t nf_row[Walk<Op>::W];
-  auto run_walk = [&]() {
+  int walking = 0;               // rows in the walk
+  uint64_t nf_row[Walk<Op>::W];  // their whole blocks
+  auto run_walk = [&](int n) {   // (n: rows in the walk, a parameter to stay in a register)
+    uint64_t nf_min = nf_row[0], nf_max = nf_row[0];
+    for (int k = 1; k < n; ++k) {
+      nf_min = nf_row[k] < nf_min ? nf_row[k] : nf_min;
+      nf_max = nf_row[k] > nf_max ? nf_row[k] : nf_max;
+    }
     if (nf_max > nf_min) {  // the blocks past the common count, through the gather
-      for (int k = 0; k < walking; ++k) {
+      for (int k = 0; k < n; ++k) {
         const uint64_t b0 = uint64_t(walk.xs[k]) | (uint64_t(walk.ys[k]) << 32);
         for (uint64_t j = nf_min; j < nf_row[k]; ++j)
           gather_block(b0 + j, 0, P, walk.dst[k] + P * j);
@@ -334,14 +338,15 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
     if constexpr (P == 4) {  // four blocks a row a step first, R rows at a time
       const uint64_t steps4 = nf_min / 4;
       if (steps4) {
-        for (int k = walking; k < Walk<Op>::W; ++k) {  // idle rows repeat row 0, values and all
+        for (int k = n; k < Walk<Op>::W; ++k) {  // idle rows repeat row 0, values and all
           walk.xs[k] = walk.xs[0];
           walk.ys[k] = walk.ys[0];
           walk.dst[k] = walk.dst[0];
         }
-        for (int s0 = 0; s0 < walking; s0 += SimdLanes::WIDTH)
+        for (int s0 = 0; s0 < n; s0 += SimdLanes::WIDTH)
           walk4_run<Op>(walk, s0, steps4, rk, r.stream);
-        for (int k = 0; k < walking; ++k) {  // the rest of the common blocks: one a step
+        for (int k = 0; k < n && nf_min > 4 * steps4;
+             ++k) {  // the rest of the common blocks: one a step
           const uint64_t b =
               ((uint64_t(walk.xs[k]) | (uint64_t(walk.ys[k]) << 32)) + 4 * steps4) & BLOCK_MASK;
           walk.xs[k] = uint32_t(b);
@@ -351,8 +356,7 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
         nf_min -= 4 * steps4;
       }
     }
-    walk_run<Op>(walk, walking, nf_min, rk, r.stream);
-    walking = 0;
+    walk_run<Op>(walk, n, nf_min, rk, r.stream);
   };
 #endif
   while (done < count) {
@@ -376,10 +380,11 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
         walk.ys[walking] = uint32_t(b >> 32);
         walk.dst[walking] = dst + head;
         nf_row[walking] = nf;
-        if (walking == 0 || nf < nf_min) nf_min = nf;
-        if (walking == 0 || nf > nf_max) nf_max = nf;
         if (tail) gather_block(block + nf, 0, int(tail), dst + head + P * nf);
-        if (++walking == Walk<Op>::W) run_walk();
+        if (++walking == Walk<Op>::W) {
+          run_walk(walking);
+          walking = 0;
+        }
         i = len;
       }
 #endif
@@ -407,7 +412,7 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
     }
   }
 #if defined(FR_HAVE_SIMD_LANES)
-  if (walking) run_walk();
+  if (walking) run_walk(walking);
 #endif
   if (pending) run_batch();
   gather_copy<Op>(gather, cur ^ 1, held);
