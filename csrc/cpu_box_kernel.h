@@ -372,19 +372,41 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
       int slot = int((p0 & 3u) / S);
 #if defined(FR_HAVE_SIMD_LANES)
       const uint64_t head = slot ? uint64_t(P - slot) : 0;
-      if (len == row && len >= head + P) {  // a whole row with whole blocks: walked
-        if (head) gather_block(block++, slot, int(head), dst);
-        const uint64_t nf = (len - head) / P, tail = (len - head) % P;
-        const uint64_t b = block & BLOCK_MASK;
-        walk.xs[walking] = uint32_t(b);
-        walk.ys[walking] = uint32_t(b >> 32);
-        walk.dst[walking] = dst + head;
-        nf_row[walking] = nf;
-        if (tail) gather_block(block + nf, 0, int(tail), dst + head + P * nf);
-        if (++walking == Walk<Op>::W) {
-          run_walk(walking);
-          walking = 0;
+      if (len == row && len >= head + P) {  // whole rows with whole blocks: walked
+        // m rows along the inner dimension from here, all entered at this slot when a row step is
+        // whole blocks (db of them); their blocks b + k db modulo 2^62, like their positions
+        uint64_t m = 1, db = 0;
+        if (inner >= 0 && (S * inner_stride) % 4 == 0) {
+          m = inner_size - inner_idx;
+          if ((count - done) / row < m) m = (count - done) / row;
+          db = S * inner_stride / 4;
         }
+        const uint64_t nf = (len - head) / P, tail = (len - head) % P;
+        for (uint64_t k = 0; k < m;) {
+          const int take =
+              (m - k < uint64_t(Walk<Op>::W - walking)) ? int(m - k) : Walk<Op>::W - walking;
+          for (int e = 0; e < take; ++e) {
+            const uint64_t bk = block + (k + uint64_t(e)) * db;  // the row's first block
+            T* dk = dst + (k + uint64_t(e)) * row;
+            if (head) gather_block(bk, slot, int(head), dk);
+            const uint64_t b = (bk + (head ? 1 : 0)) & BLOCK_MASK;
+            walk.xs[walking + e] = uint32_t(b);
+            walk.ys[walking + e] = uint32_t(b >> 32);
+            walk.dst[walking + e] = dk + head;
+            nf_row[walking + e] = nf;
+            if (tail) gather_block(bk + (head ? 1 : 0) + nf, 0, int(tail), dk + head + P * nf);
+          }
+          walking += take;
+          k += uint64_t(take);
+          if (walking == Walk<Op>::W) {
+            run_walk(walking);
+            walking = 0;
+          }
+        }
+        // the loop's step below moves on from the last of the m rows
+        done += (m - 1) * row;
+        g_row += (m - 1) * inner_stride;
+        inner_idx += m - 1;
         i = len;
       }
 #endif

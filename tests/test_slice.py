@@ -119,6 +119,7 @@ def test_slice_equals_full_draw(box, kind, dtype, offset):
         ((1 << 19,), (slice(12345, None),)),  # one run
         ((8, 6, 4, 300), (1, slice(1, 5), slice(None), slice(7, 250))),
         ((2100, 67), (slice(None), slice(1, 66))),  # walked rows starting at every slot
+        ((1100, 128), (slice(None), slice(3, 101))),  # walked rows, all at one slot
     ],
 )
 def test_threaded_boxes_any_thread_count(shape, index, dtype, num_threads):
@@ -161,6 +162,7 @@ WALK_BOXES = [
     ((130, 40), (slice(None), slice(0, 32))),  # whole blocks only (float32, even offsets)
     ((150, 37), (slice(None), slice(2, 35))),  # rows start at every slot, unequal block counts
     ((3, 70, 19), (slice(None), slice(1, None), slice(1, 18))),  # two outer dimensions
+    ((3, 70, 24), (slice(None), slice(1, None), slice(1, 23))),  # the same, rows at one slot
     ((100, 300), (slice(None), slice(3, 290))),  # many steps a batch
     ((70, 9), (slice(None), slice(0, 8))),  # rows of two blocks (float32)
     ((90, 6), (slice(None), slice(1, 6))),  # rows of one whole block at most
