@@ -190,10 +190,11 @@ FR_NOINLINE_BOX void walk_run(Walk<Op>& wk, int n, uint64_t steps, const RoundKe
 #endif
 
 #if defined(FR_HAVE_SIMD_LANES)
-// Four whole blocks a row a step (ops with 32-bit values): lane R g + k of GatherLanes (R =
-// SimdLanes::WIDTH, g < 4) holds block 4 j + g of row k, so that after each group's transpose,
-// the 16 values of row k are one vector (two with AVX2), stored whole at dst[k] + at.
-template <class T>
+// G = 4 or 2 whole blocks a row a step (ops with 32-bit values): group i of GatherLanes' four
+// groups of R = SimdLanes::WIDTH lanes holds block G j + (i % G) of rows R (i / G) + k, lane k.
+// After each group's transpose (transpose_blocks), the 4 G values of a row are one vector (AVX2,
+// G = 4: two), stored whole at dst[row] + at.
+template <int G, class T>
 inline void store_rows(const GatherLanes::U v[4], T* const* dst, uint64_t at) {
   using SU = SimdLanes::U;
   const SU grp[4][4] = {{v[0].a.a, v[1].a.a, v[2].a.a, v[3].a.a},
@@ -201,73 +202,110 @@ inline void store_rows(const GatherLanes::U v[4], T* const* dst, uint64_t at) {
                         {v[0].b.a, v[1].b.a, v[2].b.a, v[3].b.a},
                         {v[0].b.b, v[1].b.b, v[2].b.b, v[3].b.b}};
 #if defined(__AVX512F__)
-  __m512i o[4][4];  // o[g][q]: 128-bit lane i holds row 4q + i's block of group g
-  for (int g = 0; g < 4; ++g) SimdLanes::transpose_blocks(grp[g], o[g]);
-  for (int q = 0; q < 4; ++q) {  // a 4 x 4 transpose of 128-bit lanes
-    const __m512i a = _mm512_shuffle_i32x4(o[0][q], o[1][q], 0x44);
-    const __m512i b = _mm512_shuffle_i32x4(o[2][q], o[3][q], 0x44);
-    const __m512i c = _mm512_shuffle_i32x4(o[0][q], o[1][q], 0xEE);
-    const __m512i d = _mm512_shuffle_i32x4(o[2][q], o[3][q], 0xEE);
-    const __m512i r[4] = {_mm512_shuffle_i32x4(a, b, 0x88), _mm512_shuffle_i32x4(a, b, 0xDD),
-                          _mm512_shuffle_i32x4(c, d, 0x88), _mm512_shuffle_i32x4(c, d, 0xDD)};
-    for (int i = 0; i < 4; ++i) {
-      T* p = dst[4 * q + i] + at;
-      if constexpr (sizeof(T) == 4) {
-        _mm512_storeu_si512(reinterpret_cast<void*>(p), r[i]);
-      } else {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r[i]));
+  __m512i o[4][4];  // o[i][q]: 128-bit lane l holds block 4q + l of group i
+  for (int i = 0; i < 4; ++i) SimdLanes::transpose_blocks(grp[i], o[i]);
+  for (int q = 0; q < 4; ++q) {
+    if constexpr (G == 4) {  // a 4 x 4 transpose of 128-bit lanes
+      const __m512i a = _mm512_shuffle_i32x4(o[0][q], o[1][q], 0x44);
+      const __m512i b = _mm512_shuffle_i32x4(o[2][q], o[3][q], 0x44);
+      const __m512i c = _mm512_shuffle_i32x4(o[0][q], o[1][q], 0xEE);
+      const __m512i d = _mm512_shuffle_i32x4(o[2][q], o[3][q], 0xEE);
+      const __m512i r[4] = {_mm512_shuffle_i32x4(a, b, 0x88), _mm512_shuffle_i32x4(a, b, 0xDD),
+                            _mm512_shuffle_i32x4(c, d, 0x88), _mm512_shuffle_i32x4(c, d, 0xDD)};
+      for (int l = 0; l < 4; ++l) {
+        T* p = dst[4 * q + l] + at;
+        if constexpr (sizeof(T) == 4) {
+          _mm512_storeu_si512(reinterpret_cast<void*>(p), r[l]);
+        } else {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r[l]));
+        }
+      }
+    } else {  // rows 4q + l of each half: lane l of groups 2h and 2h + 1, two rows a vector
+      for (int h = 0; h < 2; ++h) {
+        const __m512i a = _mm512_shuffle_i32x4(o[2 * h][q], o[2 * h + 1][q], 0x44);
+        const __m512i c = _mm512_shuffle_i32x4(o[2 * h][q], o[2 * h + 1][q], 0xEE);
+        const __m512i r[2] = {_mm512_shuffle_i32x4(a, a, 0xD8), _mm512_shuffle_i32x4(c, c, 0xD8)};
+        for (int l = 0; l < 2; ++l) {
+          T* p0 = dst[SimdLanes::WIDTH * h + 4 * q + 2 * l] + at;
+          T* p1 = dst[SimdLanes::WIDTH * h + 4 * q + 2 * l + 1] + at;
+          if constexpr (sizeof(T) == 4) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(p0), _mm512_castsi512_si256(r[l]));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(p1), _mm512_extracti64x4_epi64(r[l], 1));
+          } else {
+            const __m256i y = _mm512_cvtepi32_epi16(r[l]);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(p0), _mm256_castsi256_si128(y));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(p1), _mm256_extracti128_si256(y, 1));
+          }
+        }
       }
     }
   }
 #else
-  __m256i o[4][4];  // o[g][q]: 128-bit half h holds row 2q + h's block of group g
-  for (int g = 0; g < 4; ++g) SimdLanes::transpose_blocks(grp[g], o[g]);
+  __m256i o[4][4];  // o[i][q]: 128-bit half h holds block 2q + h of group i
+  for (int i = 0; i < 4; ++i) SimdLanes::transpose_blocks(grp[i], o[i]);
   for (int q = 0; q < 4; ++q) {
-    for (int h = 0; h < 2; ++h) {
-      const __m256i lo = h ? _mm256_permute2x128_si256(o[0][q], o[1][q], 0x31)
-                           : _mm256_permute2x128_si256(o[0][q], o[1][q], 0x20);
-      const __m256i hi = h ? _mm256_permute2x128_si256(o[2][q], o[3][q], 0x31)
-                           : _mm256_permute2x128_si256(o[2][q], o[3][q], 0x20);
-      T* p = dst[2 * q + h] + at;
-      if constexpr (sizeof(T) == 4) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), lo);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 8), hi);
-      } else {  // values fit 16 bits: pack, then undo the in-lane interleave of packus
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
-                            _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8));
+    if constexpr (G == 4) {
+      for (int h = 0; h < 2; ++h) {
+        const __m256i lo = h ? _mm256_permute2x128_si256(o[0][q], o[1][q], 0x31)
+                             : _mm256_permute2x128_si256(o[0][q], o[1][q], 0x20);
+        const __m256i hi = h ? _mm256_permute2x128_si256(o[2][q], o[3][q], 0x31)
+                             : _mm256_permute2x128_si256(o[2][q], o[3][q], 0x20);
+        T* p = dst[2 * q + h] + at;
+        if constexpr (sizeof(T) == 4) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), lo);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 8), hi);
+        } else {  // values fit 16 bits: pack, then undo the in-lane interleave of packus
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                              _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8));
+        }
+      }
+    } else {  // rows 2q + h of each half g: half h of groups 2g and 2g + 1
+      for (int g = 0; g < 2; ++g) {
+        const __m256i r0 = _mm256_permute2x128_si256(o[2 * g][q], o[2 * g + 1][q], 0x20);
+        const __m256i r1 = _mm256_permute2x128_si256(o[2 * g][q], o[2 * g + 1][q], 0x31);
+        T* p0 = dst[SimdLanes::WIDTH * g + 2 * q] + at;
+        T* p1 = dst[SimdLanes::WIDTH * g + 2 * q + 1] + at;
+        if constexpr (sizeof(T) == 4) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(p0), r0);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(p1), r1);
+        } else {
+          const __m256i y = _mm256_permute4x64_epi64(_mm256_packus_epi32(r0, r1), 0xD8);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(p0), _mm256_castsi256_si128(y));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(p1), _mm256_extracti128_si256(y, 1));
+        }
       }
     }
   }
 #endif
 }
 
-// Rows s0 .. s0 + R - 1 of the walk, `steps4` steps of four blocks each (store_rows).
-template <class Op>
-FR_NOINLINE_BOX void walk4_run(Walk<Op>& wk, int s0, uint64_t steps4, const RoundKeys& rk,
-                               uint64_t stream) {
+// Rows s0 .. s0 + 4 R / G - 1 of the walk, `steps` steps of G blocks each (store_rows).
+template <int G, class Op>
+FR_NOINLINE_BOX void walk_rows_run(Walk<Op>& wk, int s0, uint64_t steps, const RoundKeys& rk,
+                                   uint64_t stream) {
   using L = GatherLanes;
   using U = typename L::U;
   using S = SimdLanes;
   using SU = typename S::U;
-  SU xr, yr;
-  memcpy(&xr, wk.xs + s0, sizeof(xr));
-  memcpy(&yr, wk.ys + s0, sizeof(yr));
   SU xg[4], yg[4];
-  for (int g = 0; g < 4; ++g) {  // block g of each row (indices wrap at 2^62)
-    xg[g] = xr + S::splat_u(uint32_t(g));
-    yg[g] = (yr + S::sel_u(S::ugt(xr, xg[g]), S::splat_u(1u), S::splat_u(0u))) &
+  for (int i = 0; i < 4; ++i) {  // block i % G of rows R (i / G) + k (indices wrap at 2^62)
+    SU xr, yr;
+    memcpy(&xr, wk.xs + s0 + S::WIDTH * (i / G), sizeof(xr));
+    memcpy(&yr, wk.ys + s0 + S::WIDTH * (i / G), sizeof(yr));
+    xg[i] = xr + S::splat_u(uint32_t(i % G));
+    yg[i] = (yr + S::sel_u(S::ugt(xr, xg[i]), S::splat_u(1u), S::splat_u(0u))) &
             S::splat_u(0x3fffffffu);
   }
   U x = {{xg[0], xg[1]}, {xg[2], xg[3]}}, y = {{yg[0], yg[1]}, {yg[2], yg[3]}};
-  const U four = L::splat_u(4u), one = L::splat_u(1u), zero = L::splat_u(0u);
+  const U step = L::splat_u(uint32_t(G)), one = L::splat_u(1u), zero = L::splat_u(0u);
   const U mask = L::splat_u(0x3fffffffu);
   const U z0 = L::splat_u(uint32_t(stream)), w0 = L::splat_u(uint32_t(stream >> 32));
-  for (uint64_t j = 0; j < steps4; ++j) {
+  for (uint64_t j = 0; j < steps; ++j) {
     U a = x, b = y, z = z0, w = w0, v[4];
     philox_lanes<L>(a, b, z, w, rk);
     Op::template eval_lanes<L>(a, b, z, w, v);
-    store_rows<typename Op::T>(v, wk.dst + s0, 16 * j);
-    const U x1 = x + four;
+    store_rows<G, typename Op::T>(v, wk.dst + s0, 4 * G * j);
+    const U x1 = x + step;
     y = (y + L::sel_u(L::ugt(x, x1), one, zero)) & mask;
     x = x1;
   }
@@ -335,25 +373,39 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
           gather_block(b0 + j, 0, P, walk.dst[k] + P * j);
       }
     }
-    if constexpr (P == 4) {  // four blocks a row a step first, R rows at a time
-      const uint64_t steps4 = nf_min / 4;
-      if (steps4) {
+    if constexpr (P == 4) {  // four, then two blocks a row a step first
+      if (nf_min >= 2) {
         for (int k = n; k < Walk<Op>::W; ++k) {  // idle rows repeat row 0, values and all
           walk.xs[k] = walk.xs[0];
           walk.ys[k] = walk.ys[0];
           walk.dst[k] = walk.dst[0];
         }
-        for (int s0 = 0; s0 < n; s0 += SimdLanes::WIDTH)
-          walk4_run<Op>(walk, s0, steps4, rk, r.stream);
-        for (int k = 0; k < n && nf_min > 4 * steps4;
-             ++k) {  // the rest of the common blocks: one a step
+      }
+      auto advance = [&](uint64_t nb) {  // every row's next block: nb on
+        for (int k = 0; k < n; ++k) {
           const uint64_t b =
-              ((uint64_t(walk.xs[k]) | (uint64_t(walk.ys[k]) << 32)) + 4 * steps4) & BLOCK_MASK;
+              ((uint64_t(walk.xs[k]) | (uint64_t(walk.ys[k]) << 32)) + nb) & BLOCK_MASK;
           walk.xs[k] = uint32_t(b);
           walk.ys[k] = uint32_t(b >> 32);
-          walk.dst[k] += 16 * steps4;
+          walk.dst[k] += P * nb;
         }
-        nf_min -= 4 * steps4;
+        nf_min -= nb;
+      };
+      if (const uint64_t steps = nf_min / 4) {
+        for (int s0 = 0; s0 < n; s0 += SimdLanes::WIDTH)
+          walk_rows_run<4, Op>(walk, s0, steps, rk, r.stream);
+        if (nf_min > 4 * steps)
+          advance(4 * steps);
+        else
+          nf_min = 0;
+      }
+      if (const uint64_t steps = nf_min / 2) {
+        for (int s0 = 0; s0 < n; s0 += 2 * SimdLanes::WIDTH)
+          walk_rows_run<2, Op>(walk, s0, steps, rk, r.stream);
+        if (nf_min > 2 * steps)
+          advance(2 * steps);
+        else
+          nf_min = 0;
       }
     }
     walk_run<Op>(walk, n, nf_min, rk, r.stream);
