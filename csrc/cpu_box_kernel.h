@@ -69,8 +69,10 @@ inline void copy_upto4(T* __restrict dst, const T* __restrict src, int c) {
 // The values of the GatherLanes::WIDTH blocks whose indices are in lanes (x, y) into vals, block
 // e's values at vals[P e ..] (P = Op::PER_BLOCK): the main fill loop's lanes (cpu_kernel.h).
 template <class Op>
-inline void eval_gathered(typename GatherLanes::U x, typename GatherLanes::U y, uint64_t stream,
-                          const RoundKeys& rk, typename Op::T* vals) {
+__attribute__((always_inline)) inline void eval_gathered(typename GatherLanes::U x,
+                                                         typename GatherLanes::U y, uint64_t stream,
+                                                         const RoundKeys& rk,
+                                                         typename Op::T* vals) {
   using L = GatherLanes;
   using U = typename L::U;
   U z = L::splat_u(uint32_t(stream)), w = L::splat_u(uint32_t(stream >> 32));
@@ -462,9 +464,15 @@ void box_range(const Request& r, const Box& box, uint64_t first, uint64_t count)
         i = len;
       }
 #endif
-      while (i < len) {
+      while (i < len) {  // (gather_block written out: the hot loop of rows of a few values)
         const int take = (uint64_t(P - slot) < len - i) ? P - slot : int(len - i);
-        gather_block(block, slot, take, dst + i);
+        const uint64_t b = block & BLOCK_MASK;
+        gather.xs[pending] = uint32_t(b);
+        gather.ys[pending] = uint32_t(b >> 32);
+        gather.dst[cur][pending] = dst + i;
+        gather.lo[cur][pending] = slot;
+        gather.cnt[cur][pending] = take;
+        if (++pending == Gather<Op>::W) run_batch();
         i += uint64_t(take);
         slot = 0;
         ++block;
