@@ -43,9 +43,11 @@ struct LaneLoad<PairLanes<L>> {
 // the copy)
 template <class T>
 inline void copy_upto4(T* __restrict dst, const T* __restrict src, int c) {
-  if (c == 4) {  // a whole block (most of a row): one vector move
-    memcpy(dst, src, 4 * sizeof(T));
-    return;
+  if constexpr (sizeof(T) <= 4) {  // (float64 blocks hold 2 values: c <= 2 there)
+    if (c == 4) {                  // a whole block (most of a row): one vector move
+      memcpy(dst, src, 4 * sizeof(T));
+      return;
+    }
   }
   switch (c) {
     case 4:
