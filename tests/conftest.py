@@ -1,4 +1,6 @@
-"""Shared helpers: bit views and the independent NumPy reference."""
+"""Shared helpers: bit views, the independent NumPy reference, child-process environments."""
+
+import os
 
 import numpy as np
 import pytest
@@ -60,3 +62,18 @@ def num_threads():
     before = torch.get_num_threads()
     yield torch.set_num_threads
     torch.set_num_threads(before)
+
+
+# the directory holding the fastrand this process imported (src/ or an installed
+# site-packages): child processes put it first on their path and import the same build
+PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
+
+
+def child_env(base=None, **extra):
+    """The environment for a child process (``base`` or os.environ, plus ``extra``) that imports
+    the same fastrand as this process."""
+    env = dict(os.environ if base is None else base)
+    env.update({k: str(v) for k, v in extra.items()})
+    old = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = PKG_PARENT + (os.pathsep + old if old else "")
+    return env

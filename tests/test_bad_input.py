@@ -11,15 +11,13 @@ call must not consume noise).
 """
 
 import json
-import os
 import re
 import subprocess
 import sys
 
 import pytest
 import torch
-
-import fastrand
+from conftest import child_env
 
 U64 = 1 << 64
 T, V = "TypeError", "ValueError"
@@ -441,9 +439,7 @@ def test_table_ids_are_unique():
 @pytest.fixture(scope="module")
 def verdicts():
     """Runs the whole table in one child process; {case id: verdict} plus the run's record."""
-    env = dict(os.environ)
-    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([pkg_root] + [p for p in [env.get("PYTHONPATH")] if p])
+    env = child_env()
     proc = subprocess.run(
         [sys.executable, "-c", DRIVER],
         input=json.dumps(_table()),

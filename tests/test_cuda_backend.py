@@ -19,7 +19,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from conftest import TORCH_DTYPES, bits, draw, ref_bits
+from conftest import TORCH_DTYPES, bits, child_env, draw, ref_bits
 
 import fastrand
 from fastrand import _C, _cuda
@@ -32,9 +32,6 @@ needs_nvrtc = pytest.mark.skipif(
 )
 needs_gpu = pytest.mark.skipif(not GPU, reason="no CUDA device")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# the directory holding the fastrand this test imported (src/ or an installed site-packages):
-# children import the same build
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
 ENVS = (_cuda.ENV_BACKEND, _cuda.ENV_NVRTC, _cuda.ENV_CACHE)
 # a small two-file program: the cache logic without the seconds of the real kernels
 TINY = {
@@ -57,10 +54,7 @@ def fresh(monkeypatch, tmp_path):
 
 def env(**extra):
     """The environment of a child process: this test's cache directory, no other variable."""
-    e = {k: v for k, v in os.environ.items() if k not in ENVS[:2]}
-    e["PYTHONPATH"] = SRC + os.pathsep + e.get("PYTHONPATH", "")
-    e.update(extra)
-    return e
+    return child_env({k: v for k, v in os.environ.items() if k not in ENVS[:2]}, **extra)
 
 
 def cli(*args, timeout=120, **extra):

@@ -6,7 +6,6 @@ draw and two scheduler noise draws per image.
 """
 
 import importlib
-import os
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ diffusers = pytest.importorskip("diffusers")
 import diffusers.pipelines.ddpm.pipeline_ddpm as pipeline_ddpm  # noqa: E402
 import diffusers.schedulers.scheduling_ddpm as scheduling_ddpm  # noqa: E402
 import diffusers.utils.torch_utils as torch_utils  # noqa: E402
+from conftest import child_env  # noqa: E402
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel  # noqa: E402
 
 import fastrand  # noqa: E402
@@ -396,8 +396,7 @@ def test_missing_diffusers_raises_import_error():
             raise SystemExit("no ImportError")
         unpatch_diffusers()
     """)
-    src = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    env = child_env()
     r = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )

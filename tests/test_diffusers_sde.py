@@ -8,7 +8,6 @@ Brownian noise can only come from fastrand's tree.
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -24,6 +23,7 @@ import diffusers.schedulers.scheduling_cosine_dpmsolver_multistep as cosine_mod 
 import diffusers.schedulers.scheduling_ddpm as scheduling_ddpm  # noqa: E402
 import diffusers.schedulers.scheduling_dpmsolver_sde as sde_mod  # noqa: E402
 import diffusers.utils.torch_utils as torch_utils  # noqa: E402
+from conftest import child_env  # noqa: E402
 from diffusers import CosineDPMSolverMultistepScheduler, DPMSolverSDEScheduler  # noqa: E402
 
 import fastrand  # noqa: E402
@@ -209,8 +209,7 @@ def test_reload_keeps_the_patch():
         assert cos.BrownianTreeNoiseSampler is new_sampler
         print("RELOAD-OK")
     """)
-    src = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    env = child_env()
     r = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
     )

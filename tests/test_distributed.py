@@ -428,14 +428,9 @@ def free_port():
 def child_env(**extra):
     """The environment of a rank: the fastrand this process imported (an installed package or
     the source tree) first on the path."""
-    import fastrand
+    from conftest import child_env as shared_child_env  # (in the parent only: ranks run this file)
 
-    where = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = where + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["OMP_NUM_THREADS"] = "1"
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
+    return shared_child_env(OMP_NUM_THREADS=1, **extra)
 
 
 def _start_world(world, out):

@@ -5,7 +5,6 @@ draw in an ordinary setting, never from the faulty path itself."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,20 +12,15 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import bits, ref_bits
+from conftest import bits, child_env, ref_bits
 
 import fastrand
 import fastrand.numpy as frnp
 from fastrand import _C
 
-# child processes import the fastrand this process imported (a source tree or an install)
-PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastrand.__file__)))
-
 
 def _env(**extra):
-    env = dict(os.environ, **extra)
-    env["PYTHONPATH"] = PKG_PARENT + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    return child_env(**extra)
 
 
 def _run(code, timeout=120, **env):
