@@ -20,7 +20,6 @@ import torch
 from . import _C, _cuda
 from ._api import (
     _check_bytes,
-    _check_generator_type,
     _device_arg,
     _factory_device,
     _float_dtype_arg,
@@ -165,8 +164,6 @@ def _fill_box(
             torch.get_num_threads(),
         )
         return
-    if dev.type == "meta":  # shapes only: nothing to draw
-        return
     if dev.type == "cuda":  # the CUDA backend (AOT, NVRTC, or its own copy path)
         _cuda.fill_box(out, kind, code, seed, stream, offset, base, sizes, gstrides)
         return
@@ -234,7 +231,6 @@ def _slice_draw(
     _generator_arg(generator)
     out_shape = [n for n, k in zip(lengths, kept) if k]
     if dev.type == "meta":  # shape and dtype only, as torch's factories: nothing drawn
-        _check_generator_type(generator)
         return torch.empty(out_shape, dtype=dt, device=dev)
     return _draw_box(shape, starts, lengths, out_shape, generator, dev, dt, kind, code)
 
