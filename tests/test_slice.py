@@ -135,7 +135,7 @@ def test_threaded_boxes_any_thread_count(shape, index, dtype, num_threads):
 
 
 CPU_PATH_BOXES = [
-    ((5, 9, 70), (slice(1, 4), slice(2, 9), slice(3, 61))),  # short rows: gathered blocks
+    ((5, 9, 70), (slice(1, 4), slice(2, 9), slice(3, 61))),  # short rows
     ((40, 9), (slice(None), slice(4, 5))),  # rows of one value
     ((30, 7), (slice(2, None), slice(1, 4))),  # rows of three, across block edges
     ((3, 2500), (slice(0, 3), slice(5, 2400))),  # long rows: plain requests
@@ -155,23 +155,29 @@ def test_every_cpu_path(isa, cpu_isa):
                     assert np.array_equal(bits(part).reshape(want.shape), want), (isa, dtype)
 
 
-# Rows walked in parallel (one row a SIMD lane, a block a step), with their partial blocks and
-# their whole blocks past the batch's common count gathered: more rows than one batch of lanes,
-# a last batch part full.
-WALK_BOXES = [
-    ((130, 40), (slice(None), slice(0, 32))),  # whole blocks only (float32, even offsets)
-    ((150, 37), (slice(None), slice(2, 35))),  # rows start at every slot, unequal block counts
-    ((3, 70, 19), (slice(None), slice(1, None), slice(1, 18))),  # two outer dimensions
+# Short rows go by runs (consecutive rows along the innermost outer dimension), split into
+# classes of rows that start at the same slot of their blocks; a class's blocks are walked as one
+# stream by the SIMD lanes, stored straight into the output when its rows are whole blocks back to
+# back, else through a buffer of 256 blocks. Runs of every kind, with more blocks than one buffer
+# and rows cut by a buffer's end.
+RUN_BOXES = [
+    ((130, 40), (slice(None), slice(0, 32))),  # whole blocks, back to back (float32: stored)
+    ((70, 9), (slice(None), slice(0, 8))),  # rows of two blocks, a row step of 9 values: 4 classes
+    ((150, 37), (slice(None), slice(2, 35))),  # rows start at every slot (row step 37)
+    ((300, 90), (slice(None), slice(12, 24))),  # row step 90: two classes of rows
+    ((3, 70, 19), (slice(None), slice(1, None), slice(1, 18))),  # runs along an inner dimension
     ((3, 70, 24), (slice(None), slice(1, None), slice(1, 23))),  # the same, rows at one slot
-    ((100, 300), (slice(None), slice(3, 290))),  # many steps a batch
-    ((70, 9), (slice(None), slice(0, 8))),  # rows of two blocks (float32)
-    ((90, 6), (slice(None), slice(1, 6))),  # rows of one whole block at most
+    ((100, 300), (slice(None), slice(3, 290))),  # rows across the buffer's end
+    ((40, 1500), (slice(None), slice(5, 1010))),  # rows longer than the buffer
+    ((90, 6), (slice(None), slice(1, 6))),  # rows of one block at most
+    ((4000, 8), (slice(None), slice(3, 4))),  # rows of one value
+    ((5, 3, 11), (slice(None), slice(0, 2), slice(2, 9))),  # runs of 2 rows: too few for the lanes
 ]
-WALK_OFFSETS = (
+RUN_OFFSETS = (
     0,
     1,
     3,
-    4 * ((1 << 32) - 40) + 1,  # block indices carry into their high word inside rows
+    4 * ((1 << 32) - 40) + 1,  # block indices carry into their high word inside the box
     U64 - 4 * 300 + 2,  # positions wrap past 2^64 inside the box
 )
 
@@ -179,14 +185,45 @@ WALK_OFFSETS = (
 @pytest.mark.parametrize("isa", list(_C.cpu_isa_available()))
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_walked_rows(isa, kind, dtype, cpu_isa):
+def test_runs_of_short_rows(isa, kind, dtype, cpu_isa):
     cpu_isa(isa)
-    for shape, index in WALK_BOXES:
-        for offset in WALK_OFFSETS:
+    for shape, index in RUN_BOXES:
+        for offset in RUN_OFFSETS:
             g = fastrand.Generator(5, stream=9, offset=offset)
             part = SLICERS[kind](shape, index, generator=g, dtype=TORCH_DTYPES[dtype])
             want = _ref_full(kind, dtype, 5, 9, offset, shape)[index]
             assert np.array_equal(bits(part).reshape(want.shape), want), (shape, offset)
+
+
+@pytest.mark.parametrize("isa", list(_C.cpu_isa_available()))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "rows,length,gstride",
+    [
+        (200, 8, 1 << 36),  # a row step of 2^34 blocks and more: row blocks carry past 32 bits
+        (150, 13, (1 << 40) + 3),  # four classes of rows, steps past 32 bits
+        (100, 6, (1 << 61) + 2),  # float64 steps wrap modulo 2^64 positions
+        (64, 1, 4),  # one value a block: every block of a stretch
+    ],
+)
+def test_runs_with_huge_row_steps(isa, dtype, rows, length, gstride, cpu_isa):
+    """The box kernel against the reference row by row, for row steps no tensor could have:
+    rows[i] = the values at global index base + i * gstride (the compiled binding, no shape)."""
+    cpu_isa(isa)
+    dt = TORCH_DTYPES[dtype]
+    per = 2 if dtype == "float64" else 1  # positions a value
+    seed, stream, offset, base = 7, 3, U64 - 4 * 50 + 1, 11
+    out = torch.empty(rows * length, dtype=dt)
+    code = getattr(_C, "DT_" + dtype.upper())
+    _C.fill_box_cpu(
+        out.data_ptr(), _C.KIND_NORMAL, code, seed, stream, offset, base,
+        [rows, length], [gstride, 1], 2,
+    )  # fmt: skip
+    start = offset + (offset % 2 if per == 2 else 0)  # float64: the first even position
+    for i in (0, 1, 2, 3, rows // 2, rows - 2, rows - 1):
+        at = (start + per * (base + i * gstride)) % U64
+        want = bits(ref.normal(seed, stream, at, length, dtype))
+        assert np.array_equal(bits(out[i * length : (i + 1) * length]), want), i
 
 
 @pytest.mark.parametrize("isa", list(_C.cpu_isa_available()))
