@@ -182,6 +182,10 @@ void class_rows(typename Op::T* dst, uint64_t ostride, uint64_t m, uint64_t len,
   for (uint64_t c = 0; c < total; c += CHUNK_BLOCKS) {
     const uint64_t n = (total - c < CHUNK_BLOCKS) ? total - c : CHUNK_BLOCKS;
     compacted_blocks<Op>(stage, n, ctr, stream, rk);
+    if (nb == 1 && len == 1) {  // one value a row, a block a row: a strided copy
+      for (uint64_t e = 0; e < n; ++e) dst[(c + e) * ostride] = stage[e * P + slot];
+      continue;
+    }
     const uint64_t vlo = c * P, vhi = (c + n) * P;
     while (row < m) {  // the rows (or their parts) this chunk holds
       const uint64_t s = row * row_vals + slot + got;
