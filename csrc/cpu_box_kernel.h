@@ -187,15 +187,26 @@ void class_rows(typename Op::T* dst, uint64_t ostride, uint64_t m, uint64_t len,
       continue;
     }
     const uint64_t vlo = c * P, vhi = (c + n) * P;
-    while (row < m) {  // the rows (or their parts) this chunk holds
-      const uint64_t s = row * row_vals + slot + got;
-      if (s >= vhi) break;
-      const uint64_t e = (row * row_vals + slot + len < vhi) ? row * row_vals + slot + len : vhi;
-      copy_short(dst + row * ostride + got, stage + (s - vlo), e - s);
-      got += e - s;
-      if (got < len) break;  // the rest of this row is in the next chunk
+    uint64_t at = row * row_vals + slot;  // the row's first value among the compacted values
+    T* d = dst + row * ostride;
+    if (got) {  // the rest of a row the last chunk began
+      const uint64_t e = (at + len < vhi) ? at + len : vhi;
+      copy_short(d + got, stage + (at + got - vlo), e - (at + got));
+      got = e - at;
+      if (got < len) continue;
       ++row;
       got = 0;
+      at += row_vals;
+      d += ostride;
+    }
+    for (; row < m && at + len <= vhi; ++row) {  // rows wholly in this chunk
+      copy_short(d, stage + (at - vlo), len);
+      at += row_vals;
+      d += ostride;
+    }
+    if (row < m && at < vhi) {  // a row this chunk begins
+      copy_short(d, stage + (at - vlo), vhi - at);
+      got = vhi - at;
     }
   }
 }
