@@ -190,6 +190,49 @@ def test_workers_are_reused():
     assert got["counts"] == [got["before"] + 3], got
 
 
+_IDLE_CPU = """
+import os, json, time
+import fastrand.numpy as frnp
+
+def cpu_ticks():  # user + system clock ticks of every thread but this one
+    me = str(threading_native())
+    total = {}
+    for tid in os.listdir("/proc/self/task"):
+        if tid == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total[tid] = int(fields[11]) + int(fields[12])
+    return total
+
+def threading_native():
+    import threading
+    return threading.get_native_id()
+
+for _ in range(20):
+    frnp.randn((4 * 65536,), 5, threads=4)
+time.sleep(0.2)  # past any spin
+a = cpu_ticks()
+time.sleep(1.0)
+b = cpu_ticks()
+print(json.dumps({"workers": len(a), "ticks": sum(b[t] - a[t] for t in a if t in b),
+                  "hz": os.sysconf("SC_CLK_TCK")}))
+"""
+
+
+@pytest.mark.skipif(not HAVE_PROC_TASKS, reason="reads thread CPU times in /proc/self/task")
+def test_idle_workers_burn_no_cpu():
+    r = _run(_IDLE_CPU)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout)
+    assert got["workers"] >= 3, got
+    # a second idle: a spinning worker would add about hz ticks each; parked ones add none
+    assert got["ticks"] <= got["hz"] // 10, got
+
+
 _FORK = """
 import os, sys, json, threading, multiprocessing as mp
 import numpy as np
