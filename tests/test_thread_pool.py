@@ -331,8 +331,33 @@ print("ok", flush=True)
 os._exit(0)  # the pool's workers (and a caller's own threads) in the middle of a job
 """
 
+_EXIT_SHUTDOWN = """
+import sys, threading, time
+import torch
+import fastrand, fastrand.numpy as frnp
+torch.set_num_threads(3)
+started = threading.Barrier(4)
+def loop(draw):
+    started.wait()
+    while True:
+        draw()
+draws = [
+    lambda: frnp.randn((16 * 65536,), 1, threads=4),
+    lambda: fastrand.randn(8 * 65536),
+    lambda: fastrand.randn_slice((64, 65536), (slice(3, 50),)),
+]
+for d in draws:  # daemon threads (a prefetcher, a pin-memory thread) still drawing at exit
+    threading.Thread(target=loop, args=(d,), daemon=True).start()
+started.wait()
+time.sleep(0.1)
+print("ok", flush=True)
+sys.exit(0)  # interpreter shutdown while the daemon threads are inside fills
+"""
 
-@pytest.mark.parametrize("code", [_EXIT_IDLE, _EXIT_BUSY], ids=["idle", "busy"])
+
+@pytest.mark.parametrize(
+    "code", [_EXIT_IDLE, _EXIT_BUSY, _EXIT_SHUTDOWN], ids=["idle", "busy", "shutdown"]
+)
 def test_process_exits_cleanly(code):
     r = _run(code, timeout=60)
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
