@@ -12,8 +12,9 @@
 //   share pieces.
 // - Pieces are claimed from an atomic counter: the caller runs piece 0 and then claims pieces
 //   too, so a late worker never delays a call; it only finds nothing left.
-// - Wake-up: a condition variable a worker, after a short bounded spin (SPIN_WORKER_US) that
-//   lets back-to-back calls find their workers awake; parked workers burn no CPU.
+// - Wake-up: a condition variable a worker, after a short bounded spin (SPIN_WORKER_US, only
+//   workers that fit the processors) that lets back-to-back calls find their workers awake;
+//   parked workers burn no CPU.
 // - fork(): the child has none of the parent's workers and possibly a locked pool mutex, so a
 //   pthread_atfork child handler abandons (leaks) the parent's pool and the child starts an
 //   empty one on its first multi-threaded call.
@@ -87,6 +88,9 @@ void spin_until(long us, const Pred& done) {
 }
 
 struct Worker {
+  // Whether this worker spins before it parks: only those that fit the processors beside the
+  // owner (more threads than processors would spin against each other and the owner).
+  bool spins = false;
   std::condition_variable cv;
   std::atomic<bool> go{false};  // written under Pool::m: a job was posted for this worker
 };
@@ -132,6 +136,7 @@ class Pool {
       try {
         workers_.reserve(workers_.size() + 1);  // so that the push_back below cannot throw
         auto w = std::make_unique<Worker>();
+        w->spins = workers_.size() + 1 < processors_;
         std::thread th(&Pool::work, this, w.get());
         th.detach();
         workers_.push_back(std::move(w));
@@ -148,7 +153,7 @@ class Pool {
   void work(Worker* w) {
     std::unique_lock<std::mutex> lk(m_);
     for (;;) {
-      if (!w->go.load(std::memory_order_relaxed)) {
+      if (w->spins && !w->go.load(std::memory_order_relaxed)) {
         lk.unlock();
         spin_until(SPIN_WORKER_US, [w] { return w->go.load(std::memory_order_relaxed); });
         lk.lock();
@@ -167,6 +172,7 @@ class Pool {
     }
   }
 
+  const size_t processors_ = std::thread::hardware_concurrency();  // 0 where unknown: no spins
   std::mutex m_;
   std::condition_variable idle_cv_;  // the owner waits here for active_ == 0
   // Owner only (workers keep their own Worker*; a Worker never moves).
