@@ -12,7 +12,7 @@
 //   share pieces.
 // - Pieces are claimed from an atomic counter: the caller runs piece 0 and then claims pieces
 //   too, so a late worker never delays a call; it only finds nothing left.
-// - Wake-up: a condition variable a worker, after a short bounded spin (SPIN_WORKER_US, only
+// - Wake-up: a condition variable per worker, after a short bounded spin (SPIN_WORKER_US, only
 //   workers that fit the processors) that lets back-to-back calls find their workers awake;
 //   parked workers burn no CPU.
 // - fork(): the child has none of the parent's workers and possibly a locked pool mutex, so a
