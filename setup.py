@@ -326,6 +326,7 @@ SOURCES = [
         "launch_plan.cpp",
         "cpu.cpp",
         "cpu_box.cpp",
+        "parallel.cpp",
         "cpu_box_scalar.cpp",
         "cpu_box_avx2.cpp",
         "cpu_box_avx512.cpp",

@@ -32,11 +32,26 @@ Request make_request(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t se
   return Request{reinterpret_cast<void*>(ptr), n, kind, dtype, seed, stream, offset};
 }
 
+// Runs f() with the GIL released and takes the GIL back by a plain call, not in a destructor
+// (py::gil_scoped_release): while the interpreter shuts down, Python (3.13 and older) ends a
+// daemon thread that takes the GIL back with pthread_exit, and its forced unwind through the
+// destructor (noexcept) called std::terminate: a daemon thread drawing at exit aborted Python.
+template <class F>
+void without_gil(const F& f) {
+  PyThreadState* st = PyEval_SaveThread();
+  try {
+    f();
+  } catch (...) {
+    PyEval_RestoreThread(st);
+    throw;
+  }
+  PyEval_RestoreThread(st);
+}
+
 void fill_cpu(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, uint64_t stream,
               uint64_t offset, int threads) {
   const Request r = make_request(ptr, n, kind, dtype, seed, stream, offset);
-  py::gil_scoped_release nogil;
-  cpu_fill(r, threads);
+  without_gil([&] { cpu_fill(r, threads); });
 }
 
 // The Box of a region draw from Python lists (see backend.h); its numel in *n.
@@ -67,21 +82,21 @@ void fill_box_cpu(uintptr_t ptr, int kind, int dtype, uint64_t seed, uint64_t st
   uint64_t n = 0;
   const Box box = box_arg(base, sizes, gstrides, &n);
   const Request r = make_request(ptr, n, kind, dtype, seed, stream, offset);
-  py::gil_scoped_release nogil;
-  cpu_fill_box(r, box, threads);
+  without_gil([&] { cpu_fill_box(r, box, threads); });
 }
 
 void probe_cpu(int which, uintptr_t ptr, uint64_t first, uint64_t count, int threads) {
   if (which != PROBE_RADIUS32 && which != PROBE_ANGLE32)
     throw py::value_error("fastrand._C: unknown probe");
   float* out = reinterpret_cast<float*>(ptr);
-  py::gil_scoped_release nogil;
   const uint64_t t = threads < 1 ? 1 : uint64_t(threads);
   const uint64_t piece = (count + t - 1) / t;
   const uint64_t pieces = piece == 0 ? 0 : (count + piece - 1) / piece;
-  run_pieces(pieces, [=](uint64_t k) {
-    const uint64_t lo = k * piece, hi = (lo + piece < count) ? lo + piece : count;
-    for (uint64_t i = lo; i < hi; ++i) probe_eval(which, out, i, first);
+  without_gil([=] {
+    run_pieces(pieces, [=](uint64_t k) {
+      const uint64_t lo = k * piece, hi = (lo + piece < count) ? lo + piece : count;
+      for (uint64_t i = lo; i < hi; ++i) probe_eval(which, out, i, first);
+    });
   });
 }
 
@@ -110,8 +125,10 @@ PYBIND11_MODULE(_C, m) {
       [](int kind, int dtype, uintptr_t words, uintptr_t out, uint64_t nblocks) {
         const Request r = make_request(out, nblocks, kind, dtype, 0, 0, 0);
         if (nblocks != 0 && words == 0) throw py::value_error("fastrand._C: null words pointer");
-        py::gil_scoped_release nogil;
-        cpu_transform_blocks(kind, dtype, reinterpret_cast<const uint32_t*>(words), r.out, nblocks);
+        without_gil([&] {
+          cpu_transform_blocks(kind, dtype, reinterpret_cast<const uint32_t*>(words), r.out,
+                               nblocks);
+        });
       },
       py::arg("kind"), py::arg("dtype"), py::arg("words"), py::arg("out"), py::arg("nblocks"),
       "Tests: the values of nblocks blocks from their given words (4 uint32 each) on the "

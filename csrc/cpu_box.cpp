@@ -1,10 +1,10 @@
 // CPU region draw (Box, backend.h): the selected instruction set's box loop
-// (cpu_box_kernel.h) over equal flat pieces of the box's values, one piece a thread.
+// (cpu_box_kernel.h) over equal flat pieces of the box's values, one piece a thread
+// (run_pieces: the calling thread and the worker pool).
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "backend.h"
+#include "parallel.h"
 
 namespace fastrand {
 
@@ -44,18 +44,15 @@ void cpu_fill_box(const Request& r, const Box& box, int threads) {
     fn(r, box, 0, r.n);
     return;
   }
+  // Pieces of whole multiples of 64 values (as cpu_fill); a piece whose thread cannot be
+  // created runs on this thread (run_pieces).
   uint64_t piece = (r.n + t - 1) / t;
   piece = (piece + 63) & ~uint64_t(63);
-  std::vector<std::thread> pool;
-  pool.reserve(t - 1);
-  for (uint64_t k = 1; k < t; ++k) {
+  const uint64_t pieces = (r.n + piece - 1) / piece;
+  run_pieces(pieces, [&r, &box, fn, piece](uint64_t k) {
     const uint64_t first = k * piece;
-    if (first >= r.n) break;
-    const uint64_t count = (r.n - first < piece) ? r.n - first : piece;
-    pool.emplace_back([&r, &box, fn, first, count] { fn(r, box, first, count); });
-  }
-  fn(r, box, 0, piece < r.n ? piece : r.n);
-  for (auto& th : pool) th.join();
+    fn(r, box, first, (r.n - first < piece) ? r.n - first : piece);
+  });
 }
 
 }  // namespace fastrand
