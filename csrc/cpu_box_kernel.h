@@ -153,6 +153,53 @@ __attribute__((noinline)) void compacted_blocks(typename Op::T* __restrict o, ui
   }
 }
 
+// One value of each of the counter's next n blocks, at slot `slot` (ops with 4 values a block),
+// into o[0 .. n): rows of one value back to back. The lanes' values at that slot are already in
+// row order: stored as they are, no transpose, no buffer.
+template <class Op>
+__attribute__((noinline)) void single_values(typename Op::T* __restrict o, uint64_t n, int slot,
+                                             RowCounter& ctr, uint64_t stream,
+                                             const RoundKeys& rk) {
+  using L = Lanes4;
+  using U = typename L::U;
+  using T = typename Op::T;
+  constexpr int W = RowCounter::W, R = SimdLanes::WIDTH;
+  static_assert(Op::PER_BLOCK == 4, "one slot of a four-value block");
+  auto store = [](T* d, const SimdLanes::U& v) {  // R values of R lanes
+    if constexpr (sizeof(T) == 4) {
+      memcpy(d, &v, sizeof(v));
+    } else {  // the values fit 16 bits
+#if defined(__AVX512F__)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), _mm512_cvtepi32_epi16((__m512i)v));
+#else
+      const __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32((__m256i)v, (__m256i)v), 0xD8);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d), _mm256_castsi256_si128(h));
+#endif
+    }
+  };
+  for (uint64_t k = 0; k < n; k += W) {
+    U x, y, z = L::splat_u(uint32_t(stream)), w = L::splat_u(uint32_t(stream >> 32)), v[4];
+    ctr.blocks(x, y);
+    philox_lanes<L>(x, y, z, w, rk);
+    Op::template eval_lanes<L>(x, y, z, w, v);
+    ctr.step();
+    const U& u = v[slot];
+    if (k + W <= n) {
+      store(o + k, u.a.a);
+      store(o + k + R, u.a.b);
+      store(o + k + 2 * R, u.b.a);
+      store(o + k + 3 * R, u.b.b);
+    } else {  // the last, partial step
+      alignas(64) T tmp[W];
+      store(tmp, u.a.a);
+      store(tmp + R, u.a.b);
+      store(tmp + 2 * R, u.b.a);
+      store(tmp + 3 * R, u.b.b);
+      memcpy(o + k, tmp, (n - k) * sizeof(T));
+    }
+  }
+}
+
 // Compacted blocks a buffered chunk holds (a whole number of steps; 4 KiB of float32 values).
 constexpr uint64_t CHUNK_BLOCKS = 256;
 
@@ -175,6 +222,12 @@ void class_rows(typename Op::T* dst, uint64_t ostride, uint64_t m, uint64_t len,
   if (slot == 0 && len == nb * P && ostride == len) {  // whole blocks, rows back to back
     compacted_blocks<Op>(dst, total, ctr, stream, rk);
     return;
+  }
+  if constexpr (P == 4) {
+    if (len == 1 && ostride == 1) {  // one value a row, rows back to back
+      single_values<Op>(dst, m, int(slot), ctr, stream, rk);
+      return;
+    }
   }
   alignas(64) T stage[CHUNK_BLOCKS * P];
   const uint64_t row_vals = nb * P;  // compacted values a row spans
