@@ -6,11 +6,13 @@
 // into phase classes (rows whose first position has the same remainder modulo 4, one class when
 // the run's row step is whole blocks); the blocks a class's rows touch, numbered row by row, are
 // one stream of "compacted" blocks that the lanes walk as the contiguous fill walks consecutive
-// blocks, each lane's block index computed by vector adds (RowCounter). When a class's rows are
-// whole blocks, next to each other in the output, the lanes store straight into it, as a
-// contiguous fill does; otherwise a chunk of compacted blocks goes to a small buffer and each row
-// takes its values from it (partial blocks at the rows' ends are evaluated whole, as a Philox
-// block always is).
+// blocks, each lane's block index computed by vector adds (RowCounter). Then:
+// - rows of whole blocks, back to back in the output: the lanes store straight into it, as a
+//   contiguous fill does (compacted_blocks);
+// - rows of one value, back to back: each lane's value at the rows' slot, stored as the lanes
+//   hold them (single_values);
+// - otherwise a chunk of compacted blocks goes to a small buffer and each row takes its values
+//   from it (partial blocks at the rows' ends are evaluated whole, as a Philox block always is).
 #pragma once
 
 #include <string.h>
@@ -153,9 +155,9 @@ __attribute__((noinline)) void compacted_blocks(typename Op::T* __restrict o, ui
   }
 }
 
-// One value of each of the counter's next n blocks, at slot `slot` (ops with 4 values a block),
-// into o[0 .. n): rows of one value back to back. The lanes' values at that slot are already in
-// row order: stored as they are, no transpose, no buffer.
+// One value of each of the counter's next n blocks, at slot `slot`, into o[0 .. n): rows of one
+// value back to back. The lanes' values at that slot are already in row order: stored as they
+// are, no transpose, no buffer.
 template <class Op>
 __attribute__((noinline)) void single_values(typename Op::T* __restrict o, uint64_t n, int slot,
                                              RowCounter& ctr, uint64_t stream,
@@ -164,7 +166,6 @@ __attribute__((noinline)) void single_values(typename Op::T* __restrict o, uint6
   using U = typename L::U;
   using T = typename Op::T;
   constexpr int W = RowCounter::W, R = SimdLanes::WIDTH;
-  static_assert(Op::PER_BLOCK == 4, "one slot of a four-value block");
   auto store = [](T* d, const SimdLanes::U& v) {  // R values of R lanes
     if constexpr (sizeof(T) == 4) {
       memcpy(d, &v, sizeof(v));
@@ -178,25 +179,36 @@ __attribute__((noinline)) void single_values(typename Op::T* __restrict o, uint6
     }
   };
   for (uint64_t k = 0; k < n; k += W) {
-    U x, y, z = L::splat_u(uint32_t(stream)), w = L::splat_u(uint32_t(stream >> 32)), v[4];
+    U x, y, z = L::splat_u(uint32_t(stream)), w = L::splat_u(uint32_t(stream >> 32));
     ctr.blocks(x, y);
     philox_lanes<L>(x, y, z, w, rk);
-    Op::template eval_lanes<L>(x, y, z, w, v);
     ctr.step();
-    const U& u = v[slot];
-    if (k + W <= n) {
-      store(o + k, u.a.a);
-      store(o + k + R, u.a.b);
-      store(o + k + 2 * R, u.b.a);
-      store(o + k + 3 * R, u.b.b);
-    } else {  // the last, partial step
-      alignas(64) T tmp[W];
-      store(tmp, u.a.a);
-      store(tmp + R, u.a.b);
-      store(tmp + 2 * R, u.b.a);
-      store(tmp + 3 * R, u.b.b);
-      memcpy(o + k, tmp, (n - k) * sizeof(T));
+    alignas(64) T vals[W];               // the W blocks' values at the slot, in block order
+    T* d = (k + W <= n) ? o + k : vals;  // the last, partial step through vals
+    if constexpr (Op::PER_BLOCK == 4) {
+      U v[4];
+      Op::template eval_lanes<L>(x, y, z, w, v);
+      const U& u = v[slot];
+      store(d, u.a.a);
+      store(d + R, u.a.b);
+      store(d + 2 * R, u.b.a);
+      store(d + 3 * R, u.b.b);
+    } else {  // two float64 values a block: the words through a buffer, as the main loop
+      using LD = Lanes64x2;
+      alignas(64) uint32_t words[4][W];
+      const U wv[4] = {x, y, z, w};
+      static_assert(sizeof(wv) == sizeof(words), "lanes in block order");
+      memcpy(words, wv, sizeof(words));
+      for (int e = 0; e < W; e += LD::WIDTH) {
+        typename LD::D v[2];
+        Op::template eval_lanes64<LD>(LD::load_words(words[0] + e), LD::load_words(words[1] + e),
+                                      LD::load_words(words[2] + e), LD::load_words(words[3] + e),
+                                      v);
+        static_assert(sizeof(v[0]) == LD::WIDTH * sizeof(double), "lanes in block order");
+        memcpy(d + e, &v[slot], sizeof(v[0]));
+      }
     }
+    if (d == vals) memcpy(o + k, vals, (n - k) * sizeof(T));
   }
 }
 
@@ -223,11 +235,9 @@ void class_rows(typename Op::T* dst, uint64_t ostride, uint64_t m, uint64_t len,
     compacted_blocks<Op>(dst, total, ctr, stream, rk);
     return;
   }
-  if constexpr (P == 4) {
-    if (len == 1 && ostride == 1) {  // one value a row, rows back to back
-      single_values<Op>(dst, m, int(slot), ctr, stream, rk);
-      return;
-    }
+  if (len == 1 && ostride == 1) {  // one value a row, rows back to back
+    single_values<Op>(dst, m, int(slot), ctr, stream, rk);
+    return;
   }
   alignas(64) T stage[CHUNK_BLOCKS * P];
   const uint64_t row_vals = nb * P;  // compacted values a row spans
