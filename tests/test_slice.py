@@ -197,6 +197,34 @@ def test_runs_of_short_rows(isa, kind, dtype, cpu_isa):
 
 @pytest.mark.parametrize("isa", list(_C.cpu_isa_available()))
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_box_fill_writes_nothing_outside_the_box(isa, dtype, cpu_isa):
+    """Every short-row path (stored straight, one value a row, buffered, too few rows), with
+    partial last steps: the box fill writes its values and not one byte before or after them,
+    into an output that is not 64-byte aligned."""
+    cpu_isa(isa)
+    dt = TORCH_DTYPES[dtype]
+    size = torch.empty(0, dtype=dt).element_size()
+    code = getattr(_C, "DT_" + dtype.upper())
+    guard = 67  # values of guard on each side: the output starts 67 values into the buffer
+    for shape, index in RUN_BOXES + CPU_PATH_BOXES:
+        full = fastrand.randn(shape, generator=fastrand.Generator(2, offset=1), dtype=dt)[index]
+        starts, lengths, _ = _slice._index_arg(index, shape)
+        base, sizes, gstrides = _slice._collapse(shape, starts, lengths)
+        n = full.numel()
+        buf = torch.full(((n + 2 * guard) * size,), 0xA5, dtype=torch.uint8)
+        for threads in (1, 3):
+            _C.fill_box_cpu(
+                buf.data_ptr() + guard * size, _C.KIND_NORMAL, code, 2, 0, 1, base, sizes,
+                gstrides, threads,
+            )  # fmt: skip
+            body = buf[guard * size : (guard + n) * size].view(dt)
+            assert np.array_equal(bits(body), bits(full).reshape(-1)), (shape, threads)
+            assert bool((buf[: guard * size] == 0xA5).all()), (shape, threads, "before")
+            assert bool((buf[(guard + n) * size :] == 0xA5).all()), (shape, threads, "after")
+
+
+@pytest.mark.parametrize("isa", list(_C.cpu_isa_available()))
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "rows,length,gstride",
     [
