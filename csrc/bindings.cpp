@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "fastrand_stream.h"
 #include "math_probe.h"
+#include "gil.h"
 #include "parallel.h"
 
 namespace py = pybind11;
@@ -30,22 +31,6 @@ Request make_request(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t se
     throw py::value_error("fastrand._C: unsupported (kind, dtype) code pair");
   if (n != 0 && ptr == 0) throw py::value_error("fastrand._C: null output pointer");
   return Request{reinterpret_cast<void*>(ptr), n, kind, dtype, seed, stream, offset};
-}
-
-// Runs f() with the GIL released and takes the GIL back by a plain call, not in a destructor
-// (py::gil_scoped_release): while the interpreter shuts down, Python (3.13 and older) ends a
-// daemon thread that takes the GIL back with pthread_exit, and its forced unwind through the
-// destructor (noexcept) called std::terminate: a daemon thread drawing at exit aborted Python.
-template <class F>
-void without_gil(const F& f) {
-  PyThreadState* st = PyEval_SaveThread();
-  try {
-    f();
-  } catch (...) {
-    PyEval_RestoreThread(st);
-    throw;
-  }
-  PyEval_RestoreThread(st);
 }
 
 void fill_cpu(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, uint64_t stream,

@@ -16,6 +16,7 @@
 
 #include "backend.h"
 #include "driver.h"
+#include "gil.h"
 #include "launch_plan.h"
 #include "math_probe.h"
 
@@ -81,8 +82,9 @@ std::vector<std::string> kernel_names() {
 }
 
 std::string drv_status() {
-  py::gil_scoped_release nogil;
-  return drv::status();
+  std::string s;
+  without_gil([&] { s = drv::status(); });
+  return s;
 }
 
 int64_t drv_load_module(int device, const py::bytes& image) {
@@ -90,10 +92,7 @@ int64_t drv_load_module(int device, const py::bytes& image) {
   std::string img = image;  // a copy: the driver reads it with the GIL released
   int64_t id = 0;
   drv::Status s;
-  {
-    py::gil_scoped_release nogil;
-    s = drv::load_module(device, img.data(), img.size(), &id);
-  }
+  without_gil([&] { s = drv::load_module(device, img.data(), img.size(), &id); });
   raise(s);
   return id;
 }
@@ -158,10 +157,9 @@ void probe_cuda(int which, uintptr_t ptr, uint64_t first, uint64_t count, int de
   if (which != PROBE_RADIUS32 && which != PROBE_ANGLE32)
     throw py::value_error("fastrand._C: unknown probe");
   std::string err;
-  {
-    py::gil_scoped_release nogil;
+  without_gil([&] {
     err = probe_cuda_impl(which, reinterpret_cast<float*>(ptr), first, count, device, cuda_stream);
-  }
+  });
   if (!err.empty()) throw std::runtime_error("fastrand CUDA probe: " + err);
 }
 #endif
