@@ -375,8 +375,10 @@ TARGET_COLD_S, TARGET_WARM_S, TARGET_RATIO = 1.0, 0.050, 1.02
 def load_probe(mode):
     """Run in a fresh process (--load-probe MODE): prints one JSON line of timings.
 
-    cold: NVRTC load, compile (empty cache expected), module load, timed apart;
-    warm: _cuda.module() as a draw would call it (a cache hit: read + load, NVRTC not loaded);
+    cold: NVRTC load, compile of the float32 normal group (empty cache expected), then the
+    device's setup (the probe group compiled, both loaded, the known-answer checks), timed apart;
+    warm: _cuda.prepare() as a draw would call it (cache hits: read + load + checks, NVRTC not
+    loaded);
     first: the first randn_tensor on the device, everything included;
     The CUDA context is created before any timing (torch's, not fastrand's cost)."""
     torch.empty(1, device=DEVICE)
@@ -385,14 +387,15 @@ def load_probe(mode):
     from fastrand import _cuda
 
     index = torch.cuda.current_device()
-    out = {"mode": mode, "backend": _cuda.device_backend(index)}
+    out = {"mode": mode, "backend": _cuda.backend()}
+    normal32 = (fastrand._C.KIND_NORMAL, fastrand._C.DT_FLOAT32)
     t0 = time.perf_counter()
     if mode == "cold":
         nv = _cuda.nvrtc()
         t1 = time.perf_counter()
-        c = _cuda.cubin(_cuda.target_arch(_cuda._capability(index)))
+        c = _cuda.cubin(_cuda.target_arch(_cuda._common.capability(index)), "normal/float32")
         t2 = time.perf_counter()
-        _cuda.MODULES[index] = fastrand._C.drv_load_module(index, c.image)
+        _cuda.prepare(index, *normal32)
         t3 = time.perf_counter()
         out.update(
             nvrtc=nv.version_string,
@@ -405,9 +408,9 @@ def load_probe(mode):
             total_s=t3 - t0,
         )
     elif mode == "warm":
-        _cuda.module(index)
+        _cuda.prepare(index, *normal32)
         t1 = time.perf_counter()
-        out.update(total_s=t1 - t0, nvrtc_loaded="nvrtc" in _cuda._STATE)
+        out.update(total_s=t1 - t0, nvrtc_loaded="nvrtc" in _cuda._common.STATE)
     else:
         g = fastrand.Generator(0)
         fastrand.randn_tensor(SMALL_REF, generator=g, device=DEVICE, dtype=torch.float32)
@@ -461,7 +464,7 @@ def backend_throughput(fastrand, st):
             per = {}
             for b in backends:
                 os.environ[_cuda.ENV_BACKEND] = b
-                _cuda._reset()
+                _cuda.reset()
                 row = {"shape": C.fmt_shape(shape), "dtype": C.dtype_name(dtype), "backend": b}
                 g = fastrand.Generator(0)
 
@@ -486,7 +489,7 @@ def backend_throughput(fastrand, st):
             os.environ.pop(_cuda.ENV_BACKEND, None)
         else:
             os.environ[_cuda.ENV_BACKEND] = before
-        _cuda._reset()
+        _cuda.reset()
     return rows
 
 

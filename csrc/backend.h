@@ -61,7 +61,14 @@ void cpu_transform_blocks(int kind, int dtype, const uint32_t* words, void* out,
 // the driver-API backend that every build has are in launch_plan.h and driver.h.
 // CUDA: launched on `cuda_stream` of `device`, under a device guard; no synchronisation.
 // Returns an empty string on success, else the CUDA error text.
-std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream);
+// First use on a device: the driver's version against the runtime's (an older driver cannot run
+// this build), then every kernel loaded into the device's context. "" when ready (a failure is
+// not remembered: the next call tries again).
+std::string cuda_prepare(int device);
+// The CUDA driver's version and the version of the runtime this build links ("" or why not).
+std::string cuda_versions(int* driver, int* runtime);
+// variant >= 0 forces a launch shape (launch_plan.h).
+std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream, int variant = -1);
 // CUDA-graph mode: as cuda_fill, but (seed, stream, offset) are read from the device array
 // state[3] when the kernel runs, and the offset there is advanced past the request by a kernel
 // queued after it (so captured graphs draw fresh noise on every replay). r.seed/stream/offset

@@ -2,10 +2,10 @@
 //  - the kernel source for NVRTC, embedded at build time (kernel_sources, KERNEL_MAIN,
 //    KERNEL_NAMES);
 //  - the driver-API backend, in every build (drv_status, drv_load_module, drv_fill,
-//    drv_fill_state, drv_fill_box);
+//    drv_fill_state, drv_fill_box, drv_probe);
 //  - the launch-shape switch both backends share (cuda_set_variant, cuda_variant_count);
 //  - the nvcc build's runtime-API backend (CUDA, CUDA_ARCHS, fill_cuda, fill_cuda_state,
-//    fill_cuda_box, probe_cuda).
+//    fill_cuda_box, probe_cuda, cuda_prepare, cuda_versions).
 // Raw pointers and integers only: torch never enters the compiled code.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -81,55 +81,79 @@ std::vector<std::string> kernel_names() {
   return v;
 }
 
+std::vector<std::pair<std::string, std::string>> kernel_ops() {
+  std::vector<std::pair<std::string, std::string>> v;
+  for (int k = 0; k < plan::N_OPS; ++k) v.emplace_back(plan::op_names()[k], plan::op_types()[k]);
+  return v;
+}
+
+int check_variant(int variant) {
+  if (variant < -1 || variant >= plan::variant_count())
+    throw py::value_error("fastrand._C: variant: no such launch shape variant");
+  return variant;
+}
+
+void check_probe(int which) {
+  if (which != PROBE_RADIUS32 && which != PROBE_ANGLE32)
+    throw py::value_error("fastrand._C: unknown probe");
+}
+
 std::string drv_status() {
   std::string s;
   without_gil([&] { s = drv::status(); });
   return s;
 }
 
-int64_t drv_load_module(int device, const py::bytes& image) {
+std::vector<std::string> drv_load_module(int device, const py::bytes& image) {
   check_device(device);
   std::string img = image;  // a copy: the driver reads it with the GIL released
-  int64_t id = 0;
+  std::vector<std::string> names;
   drv::Status s;
-  without_gil([&] { s = drv::load_module(device, img.data(), img.size(), &id); });
+  without_gil([&] { s = drv::load_module(device, img.data(), img.size(), &names); });
   raise(s);
-  return id;
+  return names;
 }
 
 // Launches are asynchronous: like torch's own launches they keep the GIL (releasing it would
 // cost more than the launch takes).
-void drv_fill(int64_t module, uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed,
-              uint64_t stream, uint64_t offset, int device, uintptr_t cuda_stream) {
+void drv_fill(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, uint64_t stream,
+              uint64_t offset, int device, uintptr_t cuda_stream, int variant) {
   check_device(device);
   const Request r = cuda_request(ptr, n, kind, dtype, seed, stream, offset);
-  raise(drv::fill(module, r, device, cuda_stream));
+  raise(drv::fill(r, device, cuda_stream, check_variant(variant)));
 }
 
-void drv_fill_state(int64_t module, uintptr_t ptr, uint64_t n, int kind, int dtype, uintptr_t state,
-                    int device, uintptr_t cuda_stream) {
+void drv_fill_state(uintptr_t ptr, uint64_t n, int kind, int dtype, uintptr_t state, int device,
+                    uintptr_t cuda_stream) {
   check_device(device);
   if (state == 0) throw py::value_error("fastrand._C: null state pointer (state_ptr)");
   const Request r = cuda_request(ptr, n, kind, dtype, 0, 0, 0);
-  raise(drv::fill_state(module, r, reinterpret_cast<uint64_t*>(state), device, cuda_stream));
+  raise(drv::fill_state(r, reinterpret_cast<uint64_t*>(state), device, cuda_stream));
 }
 
-void drv_fill_box(int64_t module, uintptr_t ptr, int kind, int dtype, uint64_t seed,
-                  uint64_t stream, uint64_t offset, uint64_t base,
-                  const std::vector<uint64_t>& sizes, const std::vector<uint64_t>& gstrides,
-                  int device, uintptr_t cuda_stream) {
+void drv_fill_box(uintptr_t ptr, int kind, int dtype, uint64_t seed, uint64_t stream,
+                  uint64_t offset, uint64_t base, const std::vector<uint64_t>& sizes,
+                  const std::vector<uint64_t>& gstrides, int device, uintptr_t cuda_stream) {
   check_device(device);
   uint64_t n = 0;
   const Box box = cuda_box(base, sizes, gstrides, &n);
   const Request r = cuda_request(ptr, n, kind, dtype, seed, stream, offset);
-  raise(drv::fill_box(module, r, box, device, cuda_stream));
+  raise(drv::fill_box(r, box, device, cuda_stream));
+}
+
+void drv_probe(int which, uintptr_t ptr, uint64_t first, uint64_t count, int device,
+               uintptr_t cuda_stream) {
+  check_device(device);
+  check_probe(which);
+  if (count != 0 && ptr == 0) throw py::value_error("fastrand._C: null output pointer (ptr)");
+  raise(drv::probe(which, reinterpret_cast<float*>(ptr), first, count, device, cuda_stream));
 }
 
 #if defined(FASTRAND_WITH_CUDA)
 void fill_cuda(uintptr_t ptr, uint64_t n, int kind, int dtype, uint64_t seed, uint64_t stream,
-               uint64_t offset, int device, uintptr_t cuda_stream) {
+               uint64_t offset, int device, uintptr_t cuda_stream, int variant) {
   const Request r = cuda_request(ptr, n, kind, dtype, seed, stream, offset);
-  const std::string err = cuda_fill(r, device, cuda_stream);
+  const std::string err = cuda_fill(r, device, cuda_stream, check_variant(variant));
   if (!err.empty()) throw std::runtime_error("fastrand CUDA kernel: " + err);
 }
 
@@ -154,13 +178,28 @@ void fill_cuda_box(uintptr_t ptr, int kind, int dtype, uint64_t seed, uint64_t s
 
 void probe_cuda(int which, uintptr_t ptr, uint64_t first, uint64_t count, int device,
                 uintptr_t cuda_stream) {
-  if (which != PROBE_RADIUS32 && which != PROBE_ANGLE32)
-    throw py::value_error("fastrand._C: unknown probe");
+  check_probe(which);
   std::string err;
   without_gil([&] {
     err = probe_cuda_impl(which, reinterpret_cast<float*>(ptr), first, count, device, cuda_stream);
   });
   if (!err.empty()) throw std::runtime_error("fastrand CUDA probe: " + err);
+}
+
+// Runtime initialisation and kernel loading take the driver's time: without the GIL.
+void prepare_cuda(int device) {
+  if (device < 0) throw py::value_error("fastrand._C: device must be a CUDA device index >= 0");
+  std::string err;
+  without_gil([&] { err = cuda_prepare(device); });
+  if (!err.empty()) throw std::runtime_error("fastrand CUDA (AOT kernels): " + err);
+}
+
+py::tuple versions_cuda() {
+  int driver = 0, runtime = 0;
+  std::string err;
+  without_gil([&] { err = cuda_versions(&driver, &runtime); });
+  return py::make_tuple(err.empty() ? py::object(py::int_(driver)) : py::object(py::none()),
+                        runtime, err);
 }
 #endif
 
@@ -172,23 +211,27 @@ void bind_cuda(py::module_& m) {
         "KERNEL_MAIN names the translation unit, whose #include lines name the others.");
   m.attr("KERNEL_MAIN") = FASTRAND_KERNEL_MAIN;
   m.attr("KERNEL_NAMES") = kernel_names();
+  m.attr("KERNEL_OPS") = kernel_ops();
 
   m.def("drv_status", &drv_status,
         "'' when the CUDA driver (libcuda.so.1) loaded and cuInit(0) succeeded, else why not.");
   m.def("drv_load_module", &drv_load_module, py::arg("device"), py::arg("image"),
-        "Load a cubin of the kernel source into device's primary context; returns a module id.");
-  m.def("drv_fill", &drv_fill, py::arg("module"), py::arg("ptr"), py::arg("n"), py::arg("kind"),
-        py::arg("dtype"), py::arg("seed"), py::arg("stream"), py::arg("offset"), py::arg("device"),
-        py::arg("cuda_stream"),
-        "Launch the fill with a loaded module on cuda_stream of device (asynchronous).");
-  m.def("drv_fill_state", &drv_fill_state, py::arg("module"), py::arg("ptr"), py::arg("n"),
-        py::arg("kind"), py::arg("dtype"), py::arg("state_ptr"), py::arg("device"),
-        py::arg("cuda_stream"),
+        "Load a cubin of (a group of) the kernel source into device's primary context and enter "
+        "its kernels in the device's kernel table; returns their names.");
+  m.def("drv_fill", &drv_fill, py::arg("ptr"), py::arg("n"), py::arg("kind"), py::arg("dtype"),
+        py::arg("seed"), py::arg("stream"), py::arg("offset"), py::arg("device"),
+        py::arg("cuda_stream"), py::arg("variant") = -1,
+        "Launch the fill with the kernels loaded on device, on cuda_stream (asynchronous).");
+  m.def("drv_fill_state", &drv_fill_state, py::arg("ptr"), py::arg("n"), py::arg("kind"),
+        py::arg("dtype"), py::arg("state_ptr"), py::arg("device"), py::arg("cuda_stream"),
         "Launch the fill reading (seed, stream, offset) from device memory, then advance it.");
-  m.def("drv_fill_box", &drv_fill_box, py::arg("module"), py::arg("ptr"), py::arg("kind"),
-        py::arg("dtype"), py::arg("seed"), py::arg("stream"), py::arg("offset"), py::arg("base"),
-        py::arg("sizes"), py::arg("gstrides"), py::arg("device"), py::arg("cuda_stream"),
+  m.def("drv_fill_box", &drv_fill_box, py::arg("ptr"), py::arg("kind"), py::arg("dtype"),
+        py::arg("seed"), py::arg("stream"), py::arg("offset"), py::arg("base"), py::arg("sizes"),
+        py::arg("gstrides"), py::arg("device"), py::arg("cuda_stream"),
         "Launch the box (region) fill; n = prod(sizes).");
+  m.def("drv_probe", &drv_probe, py::arg("which"), py::arg("ptr"), py::arg("first"),
+        py::arg("count"), py::arg("device"), py::arg("cuda_stream"),
+        "Launch the math probe (PROBE_RADIUS32 / PROBE_ANGLE32) over [first, first + count).");
   m.def(
       "cuda_set_variant",
       [](int v) {
@@ -202,7 +245,8 @@ void bind_cuda(py::module_& m) {
   m.attr("CUDA_ARCHS") = cuda_archs();
   m.def("fill_cuda", &fill_cuda, py::arg("ptr"), py::arg("n"), py::arg("kind"), py::arg("dtype"),
         py::arg("seed"), py::arg("stream"), py::arg("offset"), py::arg("device"),
-        py::arg("cuda_stream"), "Launch the fill kernel on cuda_stream of device (asynchronous).");
+        py::arg("cuda_stream"), py::arg("variant") = -1,
+        "Launch the fill kernel on cuda_stream of device (asynchronous).");
   m.def("fill_cuda_state", &fill_cuda_state, py::arg("ptr"), py::arg("n"), py::arg("kind"),
         py::arg("dtype"), py::arg("state"), py::arg("device"), py::arg("cuda_stream"),
         "Launch the fill reading (seed, stream, offset) from device memory, then advance it.");
@@ -212,6 +256,11 @@ void bind_cuda(py::module_& m) {
         "Launch the box (region) fill on cuda_stream of device; n = prod(sizes).");
   m.def("probe_cuda", &probe_cuda, py::arg("which"), py::arg("ptr"), py::arg("first"),
         py::arg("count"), py::arg("device"), py::arg("cuda_stream"));
+  m.def("cuda_prepare", &prepare_cuda, py::arg("device"),
+        "First use on device: driver version check and every kernel loaded (GIL released); "
+        "RuntimeError saying why not.");
+  m.def("cuda_versions", &versions_cuda,
+        "(driver CUDA version or None, runtime CUDA version of this build, error text).");
 #else
   m.attr("CUDA") = false;
   m.attr("CUDA_ARCHS") = "";

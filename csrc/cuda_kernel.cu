@@ -3,6 +3,8 @@
 // the driver-API launcher (driver.cpp) uses for NVRTC-compiled cubins.
 #include <cuda_runtime.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <string>
 
@@ -10,18 +12,10 @@
 #include "driver.h"
 #include "fastrand_kernels.cuh"
 #include "launch_plan.h"
-#include "math_probe.h"
 
 #ifndef FASTRAND_CUDA_ARCHS
 #define FASTRAND_CUDA_ARCHS "unknown"
 #endif
-
-// The math probes of the device check: an nvcc-build-only debugging aid, not a stream kernel.
-__global__ void fr_probe(int which, float* out, uint64_t first, uint64_t count) {
-  const uint64_t step = uint64_t(gridDim.x) * blockDim.x;
-  for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += step)
-    fastrand::probe_eval(which, out, i, first);
-}
 
 namespace fastrand {
 namespace {
@@ -34,7 +28,8 @@ namespace {
 #define FASTRAND_PTR_BOX(OPNAME, OP) reinterpret_cast<const void*>(&fr_fill_box_##OPNAME),
 const void* const kKernels[plan::N_KERNELS] = {
     FASTRAND_KERNEL_OPS(FASTRAND_PTR_FILLS) FASTRAND_KERNEL_OPS(FASTRAND_PTR_STATE)
-        FASTRAND_KERNEL_OPS(FASTRAND_PTR_BOX) reinterpret_cast<const void*>(&fr_advance_state)};
+        FASTRAND_KERNEL_OPS(FASTRAND_PTR_BOX) reinterpret_cast<const void*>(&fr_advance_state),
+    reinterpret_cast<const void*>(&fr_probe)};
 #undef FASTRAND_PTR_FILL
 #undef FASTRAND_PTR_FILLS
 #undef FASTRAND_PTR_STATE
@@ -42,13 +37,25 @@ const void* const kKernels[plan::N_KERNELS] = {
 
 constexpr int MAX_DEVICES = 64;
 
+// Per device: the multiprocessor count (0 = not asked yet) and whether every kernel is loaded.
+std::atomic<int> g_sms[MAX_DEVICES];
+std::atomic<bool> g_ready[MAX_DEVICES];
+
+// A forked child cannot use the parent's CUDA state: it asks again (see driver.cpp).
+void forget_after_fork() {
+  for (int d = 0; d < MAX_DEVICES; ++d) {
+    g_sms[d].store(0, std::memory_order_relaxed);
+    g_ready[d].store(false, std::memory_order_relaxed);
+  }
+}
+[[maybe_unused]] const int g_atfork = pthread_atfork(nullptr, nullptr, forget_after_fork);
+
 // The multiprocessor count (the grid cap); 80 if the query fails. A failed runtime call leaves
 // its error as the runtime's sticky "last error": it is cleared here, so that the launch check
 // never reports a failed query as a failed launch (the kernel would have run).
 int sm_count(int device) {
-  static std::atomic<int> cached[MAX_DEVICES];
   if (device >= 0 && device < MAX_DEVICES) {
-    const int c = cached[device].load(std::memory_order_relaxed);
+    const int c = g_sms[device].load(std::memory_order_relaxed);
     if (c > 0) return c;
   }
   int sms = 0;
@@ -57,21 +64,8 @@ int sm_count(int device) {
     cudaGetLastError();
     sms = 80;
   }
-  if (device >= 0 && device < MAX_DEVICES) cached[device].store(sms, std::memory_order_relaxed);
+  if (device >= 0 && device < MAX_DEVICES) g_sms[device].store(sms, std::memory_order_relaxed);
   return sms;
-}
-
-// Every kernel of the module loaded into the device's context at the first launch there: with
-// lazy loading (CUDA 12.2+ default) a kernel variant first used inside a stream capture would
-// otherwise be loaded during the capture. Failures are harmless here (a launch reports its own).
-void preload(int device) {
-  static std::atomic<bool> done[MAX_DEVICES];
-  if (device < 0 || device >= MAX_DEVICES || done[device].load(std::memory_order_acquire)) return;
-  cudaFuncAttributes attr;
-  for (int k = 0; k < plan::N_KERNELS; ++k) cudaFuncGetAttributes(&attr, kKernels[k]);
-  cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&fr_probe));
-  cudaGetLastError();
-  done[device].store(true, std::memory_order_release);
 }
 
 // Selects `device` for the guard's lifetime (the runtime's launches go to the current device).
@@ -133,13 +127,55 @@ cudaError_t launch(const plan::Launch& l, void** params, cudaStream_t st) {
 
 }  // namespace
 
-std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
+std::string cuda_versions(int* driver, int* runtime) {
+  *runtime = CUDART_VERSION;
+  *driver = 0;
+  const cudaError_t e = cudaDriverGetVersion(driver);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return error_string(e);
+  }
+  return std::string();
+}
+
+std::string cuda_prepare(int device) {
+  if (device < 0 || device >= MAX_DEVICES) return "device " + std::to_string(device) + " is out of range";
+  if (g_ready[device].load(std::memory_order_acquire)) return std::string();
+  // The runtime linked in needs a driver of at least its own CUDA version: an older driver
+  // fails every call, so say so plainly before trying.
+  int driver = 0, runtime = 0;
+  std::string err = cuda_versions(&driver, &runtime);
+  if (!err.empty()) return "cannot read the CUDA driver's version: " + err;
+  if (driver < runtime)
+    return "the NVIDIA driver supports CUDA " + std::to_string(driver / 1000) + "." +
+           std::to_string(driver % 1000 / 10) + ", older than the CUDA " +
+           std::to_string(runtime / 1000) + "." + std::to_string(runtime % 1000 / 10) +
+           " runtime this build of fastrand was compiled with";
+  DeviceGuard guard(device);
+  if (guard.err != cudaSuccess) return guard.error();
+  // Every kernel of the module loaded into the device's context now: with lazy loading (CUDA
+  // 12.2+ default) a kernel first used inside a stream capture would otherwise be loaded during
+  // the capture. A failure is reported (and the next call tries again), never marked done.
+  cudaFuncAttributes attr;
+  for (int k = 0; k < plan::N_KERNELS; ++k) {
+    const cudaError_t e = cudaFuncGetAttributes(&attr, kKernels[k]);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return std::string("could not load kernel ") + plan::kernel_names()[k] + ": " +
+             error_string(e);
+    }
+  }
+  sm_count(device);
+  g_ready[device].store(true, std::memory_order_release);
+  return std::string();
+}
+
+std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream, int variant) {
   if (r.n == 0) return std::string();
   DeviceGuard guard(device);
   if (guard.err != cudaSuccess) return guard.error();
-  preload(device);
   plan::FillArgs args;
-  const plan::Launch l = plan::plan_fill(r, sm_count(device), args);
+  const plan::Launch l = plan::plan_fill(r, sm_count(device), args, variant);
   plan::Params p = plan::params(args);
   const cudaError_t e = launch(l, p.get(), reinterpret_cast<cudaStream_t>(cuda_stream));
   return e == cudaSuccess ? std::string() : error_string(e);
@@ -148,7 +184,6 @@ std::string cuda_fill(const Request& r, int device, uintptr_t cuda_stream) {
 std::string cuda_fill_state(const Request& r, uint64_t* state, int device, uintptr_t cuda_stream) {
   DeviceGuard guard(device);
   if (guard.err != cudaSuccess) return guard.error();
-  preload(device);
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(cuda_stream);
   plan::Launch lf, la;
   plan::StateArgs fargs;
@@ -168,7 +203,6 @@ std::string cuda_fill_box(const Request& r, const Box& box, int device, uintptr_
   if (r.n == 0) return std::string();
   DeviceGuard guard(device);
   if (guard.err != cudaSuccess) return guard.error();
-  preload(device);
   plan::BoxFillArgs bargs;
   plan::FillArgs fargs;
   bool is_fill = false;
@@ -183,12 +217,10 @@ std::string probe_cuda_impl(int which, float* out, uint64_t first, uint64_t coun
   if (count == 0) return std::string();
   DeviceGuard guard(device);
   if (guard.err != cudaSuccess) return guard.error();
-  preload(device);
-  const uint64_t work = (count + 255) / 256;
-  const uint64_t cap = uint64_t(sm_count(device)) * 16;
-  const unsigned grid = unsigned(work < cap ? (work > 0 ? work : 1) : cap);
-  fr_probe<<<grid, 256, 0, reinterpret_cast<cudaStream_t>(cuda_stream)>>>(which, out, first, count);
-  const cudaError_t e = cudaGetLastError();
+  plan::ProbeArgs args;
+  const plan::Launch l = plan::plan_probe(which, out, first, count, sm_count(device), args);
+  plan::Params p = plan::params(args);
+  const cudaError_t e = launch(l, p.get(), reinterpret_cast<cudaStream_t>(cuda_stream));
   return e == cudaSuccess ? std::string() : error_string(e);
 }
 

@@ -19,12 +19,25 @@
 //    failed query is never reported as a failed launch.
 //  - Errors carry the driver's error name (CUDA_ERROR_...) and description; a cubin the driver
 //    cannot load says so (too old a driver, another GPU architecture).
+//
+// Kernels: the run-time backend compiles one small program per kernel group (an op's plain
+// fills, the state fills, the box fills, the probe) and loads each into the device's primary
+// context when first needed. Every loaded kernel lands in the device's one kernel table, by its
+// index of launch_plan.h; a launch finds its kernel there, and a kernel whose group was not
+// loaded is a clear error, never a launch of something else.
+//
+// fork(): a child process cannot use the parent's CUDA contexts or modules. A child handler
+// forgets them (contexts, kernel tables, attribute caches), so nothing in the child ever
+// launches through a handle of the parent; its first CUDA call meets torch's own check (or
+// the driver's error).
 #include "driver.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <mutex>
+#include <new>
 
 #include "launch_plan.h"
 
@@ -36,9 +49,9 @@ constexpr CUresult CUDA_SUCCESS = 0;
 constexpr CUresult CUDA_ERROR_INVALID_IMAGE = 200;
 constexpr CUresult CUDA_ERROR_NO_BINARY_FOR_GPU = 209;
 constexpr CUresult CUDA_ERROR_UNSUPPORTED_PTX_VERSION = 222;
+constexpr CUresult CUDA_ERROR_NOT_FOUND = 500;
 constexpr int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 constexpr int MAX_DEVICES = 64;
-constexpr int MAX_MODULES = 4096;
 
 std::string error_text_of(const Api& a, CUresult r) {
   const char* name = nullptr;
@@ -106,21 +119,25 @@ const Loaded& loaded() {
   return *l;
 }
 
-// Per device: the retained primary context and the multiprocessor count.
+// Per device: the retained primary context, the multiprocessor count, and the kernel table.
 struct DeviceState {
   std::atomic<CUcontext> ctx{nullptr};
   std::atomic<int> sms{0};
+  std::atomic<CUfunction> fn[plan::N_KERNELS];
 };
 DeviceState g_devices[MAX_DEVICES];
-std::mutex g_mutex;  // guards retaining contexts and adding modules
+std::mutex g_mutex;  // guards retaining contexts and loading modules
 
-struct Module {
-  int device;
-  CUmodule mod;
-  CUfunction fn[plan::N_KERNELS];
-};
-std::atomic<Module*> g_modules[MAX_MODULES];
-std::atomic<int> g_module_count{0};
+// In a forked child: forget the parent's contexts and kernels (see the top of this file).
+void forget_after_fork() {
+  for (DeviceState& d : g_devices) {
+    d.ctx.store(nullptr, std::memory_order_relaxed);
+    d.sms.store(0, std::memory_order_relaxed);
+    for (auto& f : d.fn) f.store(nullptr, std::memory_order_relaxed);
+  }
+  new (&g_mutex) std::mutex();  // another thread of the parent may have held it
+}
+[[maybe_unused]] const int g_atfork = pthread_atfork(nullptr, nullptr, forget_after_fork);
 
 Status check_device(const Api& a, int device) {
   int count = 0;
@@ -166,25 +183,14 @@ int sm_count(const Api& a, int device) {
   return sms;
 }
 
-// A loaded module by id, checked against the device it is launched on.
-Status find_module(int64_t id, int device, const Module** out) {
-  if (id < 1 || id > g_module_count.load(std::memory_order_acquire))
-    return Status::bad_arg("module " + std::to_string(id) +
-                           " is not a module id from drv_load_module");
-  const Module* m = g_modules[id - 1].load(std::memory_order_acquire);
-  if (m == nullptr)
-    return Status::bad_arg("module " + std::to_string(id) +
-                           " is not a module id from drv_load_module");
-  if (m->device != device)
-    return Status::bad_arg("module " + std::to_string(id) + " was loaded for CUDA device " +
-                           std::to_string(m->device) + ", not device " + std::to_string(device));
-  *out = m;
-  return Status::ok();
-}
-
-Status launch(const Api& a, const Module& m, const plan::Launch& l, void** params,
+Status launch(const Api& a, int device, const plan::Launch& l, void** params,
               uintptr_t cuda_stream) {
-  const CUresult e = a.cuLaunchKernel(m.fn[l.kernel], l.grid, 1, 1, l.block, 1, 1, 0,
+  const CUfunction fn = g_devices[device].fn[l.kernel].load(std::memory_order_acquire);
+  if (fn == nullptr)
+    return Status::failed(std::string("kernel ") + plan::kernel_names()[l.kernel] +
+                          " is not loaded on CUDA device " + std::to_string(device) +
+                          " (its group's cubin was not loaded there)");
+  const CUresult e = a.cuLaunchKernel(fn, l.grid, 1, 1, l.block, 1, 1, 0,
                                       reinterpret_cast<CUstream>(cuda_stream), params, nullptr);
   if (e != CUDA_SUCCESS)
     return Status::failed(std::string("launch of ") + plan::kernel_names()[l.kernel] +
@@ -196,16 +202,16 @@ Status launch(const Api& a, const Module& m, const plan::Launch& l, void** param
 struct Entry {
   const Api* a = nullptr;
   CUcontext ctx = nullptr;
-  const Module* m = nullptr;
 };
-Status enter(int64_t module, int device, Entry* en) {
+Status enter(int device, Entry* en) {
   const Loaded& l = loaded();
   if (!l.ok) return Status::failed(l.why);
   en->a = &l.api;
   if (device < 0 || device >= MAX_DEVICES)
     return Status::bad_arg("device " + std::to_string(device) + " is not a CUDA device index");
-  Status s = find_module(module, device, &en->m);
-  if (s.code != Status::OK) return s;
+  if (g_devices[device].ctx.load(std::memory_order_acquire) == nullptr)
+    return Status::failed("no fastrand kernels are loaded on CUDA device " +
+                          std::to_string(device));
   return primary_context(*en->a, device, &en->ctx);
 }
 
@@ -247,7 +253,7 @@ ContextGuard::~ContextGuard() {
   if (swapped_) a_->cuCtxSetCurrent(prev_);
 }
 
-Status load_module(int device, const void* image, size_t size, int64_t* id) {
+Status load_module(int device, const void* image, size_t size, std::vector<std::string>* names) {
   const Loaded& l = loaded();
   if (!l.ok) return Status::failed(l.why);
   const Api& a = l.api;
@@ -257,15 +263,14 @@ Status load_module(int device, const void* image, size_t size, int64_t* id) {
   CUcontext ctx = nullptr;
   s = primary_context(a, device, &ctx);
   if (s.code != Status::OK) return s;
+  std::lock_guard<std::mutex> lock(g_mutex);
   ContextGuard guard(&a, ctx);
   if (guard.error() != CUDA_SUCCESS)
     return Status::failed("could not make CUDA device " + std::to_string(device) +
                           "'s context current: " + error_text_of(a, guard.error()));
-  Module* m = new Module();
-  m->device = device;
-  CUresult e = a.cuModuleLoadData(&m->mod, image);
+  CUmodule mod = nullptr;
+  CUresult e = a.cuModuleLoadData(&mod, image);
   if (e != CUDA_SUCCESS) {
-    delete m;
     std::string why = "could not load the kernel cubin on CUDA device " + std::to_string(device) +
                       ": " + error_text_of(a, e);
     if (e == CUDA_ERROR_UNSUPPORTED_PTX_VERSION)
@@ -280,36 +285,44 @@ Status load_module(int device, const void* image, size_t size, int64_t* id) {
       why += " (the cubin is damaged, or made by a CUDA newer than this driver)";
     return Status::failed(why);
   }
-  const char* const* names = plan::kernel_names();
+  // The kernels of launch_plan.h this cubin holds (a group's program holds some of them), each
+  // loaded now: with lazy loading a first launch would load it, which a stream capture may not
+  // allow. They enter the device's table only once all of them loaded.
+  const char* const* all = plan::kernel_names();
+  CUfunction found[plan::N_KERNELS] = {};
+  int count = 0;
   for (int k = 0; k < plan::N_KERNELS; ++k) {
-    e = a.cuModuleGetFunction(&m->fn[k], m->mod, names[k]);
-    // Load every kernel now (with lazy loading, a first launch would load it, which a stream
-    // capture may not allow).
-    if (e == CUDA_SUCCESS && a.cuFuncLoad != nullptr) e = a.cuFuncLoad(m->fn[k]);
-    if (e != CUDA_SUCCESS) {
-      a.cuModuleUnload(m->mod);
-      delete m;
-      return Status::failed(std::string("the kernel cubin lacks ") + names[k] + ": " +
-                            error_text_of(a, e));
+    e = a.cuModuleGetFunction(&found[k], mod, all[k]);
+    if (e == CUDA_ERROR_NOT_FOUND) {
+      found[k] = nullptr;
+      continue;
     }
+    if (e == CUDA_SUCCESS && a.cuFuncLoad != nullptr) e = a.cuFuncLoad(found[k]);
+    if (e != CUDA_SUCCESS) {
+      a.cuModuleUnload(mod);
+      return Status::failed(std::string("could not load kernel ") + all[k] + " on CUDA device " +
+                            std::to_string(device) + ": " + error_text_of(a, e));
+    }
+    ++count;
   }
-  std::lock_guard<std::mutex> lock(g_mutex);
-  const int slot = g_module_count.load(std::memory_order_relaxed);
-  if (slot >= MAX_MODULES) {
-    a.cuModuleUnload(m->mod);
-    delete m;
-    return Status::failed("too many kernel modules loaded (" + std::to_string(MAX_MODULES) + ")");
+  if (count == 0) {
+    a.cuModuleUnload(mod);
+    return Status::bad_arg("the cubin holds no fastrand kernel");
   }
-  g_modules[slot].store(m, std::memory_order_release);
-  g_module_count.store(slot + 1, std::memory_order_release);
-  *id = slot + 1;
+  // The module stays loaded for the life of the process (its kernels may be in the table).
+  names->clear();
+  for (int k = 0; k < plan::N_KERNELS; ++k) {
+    if (found[k] == nullptr) continue;
+    g_devices[device].fn[k].store(found[k], std::memory_order_release);
+    names->emplace_back(all[k]);
+  }
   return Status::ok();
 }
 
-#define FASTRAND_ENTER(module, device)                                             \
+#define FASTRAND_ENTER(device)                                                     \
   Entry en;                                                                        \
   {                                                                                \
-    Status s_ = enter(module, device, &en);                                        \
+    Status s_ = enter(device, &en);                                                \
     if (s_.code != Status::OK) return s_;                                          \
   }                                                                                \
   const Api& a = *en.a;                                                            \
@@ -318,41 +331,49 @@ Status load_module(int device, const void* image, size_t size, int64_t* id) {
     return Status::failed("could not make CUDA device " + std::to_string(device) + \
                           "'s context current: " + error_text_of(a, guard.error()));
 
-Status fill(int64_t module, const Request& r, int device, uintptr_t cuda_stream) {
-  FASTRAND_ENTER(module, device)
+Status fill(const Request& r, int device, uintptr_t cuda_stream, int variant) {
+  FASTRAND_ENTER(device)
   if (r.n == 0) return Status::ok();
   plan::FillArgs args;
-  const plan::Launch l = plan::plan_fill(r, sm_count(a, device), args);
+  const plan::Launch l = plan::plan_fill(r, sm_count(a, device), args, variant);
   plan::Params p = plan::params(args);
-  return launch(a, *en.m, l, p.get(), cuda_stream);
+  return launch(a, device, l, p.get(), cuda_stream);
 }
 
-Status fill_state(int64_t module, const Request& r, uint64_t* state, int device,
-                  uintptr_t cuda_stream) {
-  FASTRAND_ENTER(module, device)
+Status fill_state(const Request& r, uint64_t* state, int device, uintptr_t cuda_stream) {
+  FASTRAND_ENTER(device)
   plan::Launch lf, la;
   plan::StateArgs fargs;
   plan::AdvanceArgs aargs;
   plan::plan_fill_state(r, state, sm_count(a, device), lf, fargs, la, aargs);
   if (lf.kernel >= 0) {
     plan::Params p = plan::params(fargs);
-    Status s = launch(a, *en.m, lf, p.get(), cuda_stream);
+    Status s = launch(a, device, lf, p.get(), cuda_stream);
     if (s.code != Status::OK) return s;
   }
   plan::Params p = plan::params(aargs);
-  return launch(a, *en.m, la, p.get(), cuda_stream);
+  return launch(a, device, la, p.get(), cuda_stream);
 }
 
-Status fill_box(int64_t module, const Request& r, const Box& box, int device,
-                uintptr_t cuda_stream) {
-  FASTRAND_ENTER(module, device)
+Status fill_box(const Request& r, const Box& box, int device, uintptr_t cuda_stream) {
+  FASTRAND_ENTER(device)
   if (r.n == 0) return Status::ok();
   plan::BoxFillArgs bargs;
   plan::FillArgs fargs;
   bool is_fill = false;
   const plan::Launch l = plan::plan_box(r, box, sm_count(a, device), bargs, fargs, is_fill);
   plan::Params p = is_fill ? plan::params(fargs) : plan::params(bargs);
-  return launch(a, *en.m, l, p.get(), cuda_stream);
+  return launch(a, device, l, p.get(), cuda_stream);
+}
+
+Status probe(int which, float* out, uint64_t first, uint64_t count, int device,
+             uintptr_t cuda_stream) {
+  FASTRAND_ENTER(device)
+  if (count == 0) return Status::ok();
+  plan::ProbeArgs args;
+  const plan::Launch l = plan::plan_probe(which, out, first, count, sm_count(a, device), args);
+  plan::Params p = plan::params(args);
+  return launch(a, device, l, p.get(), cuda_stream);
 }
 
 #undef FASTRAND_ENTER

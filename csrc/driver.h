@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <string>
+#include <vector>
 
 #include "backend.h"
 
@@ -77,15 +78,18 @@ struct Status {
 // The primary context of a device, retained once (for the life of the process) and cached.
 Status primary_context(int device, CUcontext* ctx);
 
-// Loads a cubin into `device`'s primary context (retained for the life of the process) and
-// looks up every kernel of launch_plan.h; *id receives the module's id (> 0).
-Status load_module(int device, const void* image, size_t size, int64_t* id);
-// Launches on `cuda_stream` of `device` with a module from load_module (no synchronisation).
-Status fill(int64_t module, const Request& r, int device, uintptr_t cuda_stream);
-Status fill_state(int64_t module, const Request& r, uint64_t* state, int device,
-                  uintptr_t cuda_stream);
-Status fill_box(int64_t module, const Request& r, const Box& box, int device,
-                uintptr_t cuda_stream);
+// Loads a cubin into `device`'s primary context (retained for the life of the process), loads
+// the kernels of launch_plan.h it holds and enters them in the device's kernel table; *names
+// receives their names.
+Status load_module(int device, const void* image, size_t size, std::vector<std::string>* names);
+// Launches on `cuda_stream` of `device` with the kernels loaded there (no synchronisation);
+// variant >= 0 forces a launch shape (launch_plan.h).
+Status fill(const Request& r, int device, uintptr_t cuda_stream, int variant = -1);
+Status fill_state(const Request& r, uint64_t* state, int device, uintptr_t cuda_stream);
+Status fill_box(const Request& r, const Box& box, int device, uintptr_t cuda_stream);
+// The math probe (math_probe.h) over [first, first + count) into out.
+Status probe(int which, float* out, uint64_t first, uint64_t count, int device,
+             uintptr_t cuda_stream);
 
 }  // namespace drv
 }  // namespace fastrand

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "fastrand_stream.h"
+#include "math_probe.h"
 
 // The value types (op name, stream Op). Kernel names are fr_fill_<op>_<shape>,
 // fr_fill_state_<op>, fr_fill_box_<op> and fr_advance_state.
@@ -258,24 +259,46 @@ __device__ __forceinline__ void fill_box_body(typename Op::T* __restrict__ out, 
     fastrand::kern::fill_body<fastrand::v1::OP, IDX, UNROLL, NT>(out, n, start, stream, rk,  \
                                                                  nblocks, nvec);             \
   }
-#define FASTRAND_FILL_KERNELS_OF(OPNAME, OP)                                                    \
-  FASTRAND_KERNEL_SHAPES(FASTRAND_FILL_KERNEL, OPNAME, OP)                                      \
-  extern "C" __global__ void __launch_bounds__(256)                                             \
-      fr_fill_state_##OPNAME(fastrand::v1::OP::T* __restrict__ out, uint64_t n,                 \
-                             const uint64_t* __restrict__ state, bool aligned) {                \
-    fastrand::kern::fill_state_body<fastrand::v1::OP>(out, n, state, aligned);                  \
-  }                                                                                             \
+// The kernel groups (a program of the run-time backend holds one group, see FASTRAND_KERNEL_GROUP
+// below): an op's plain fills in every launch shape; the state fills; the box fills; the state
+// advance; the math probe.
+#define FASTRAND_PLAIN_KERNELS_OF(OPNAME, OP) FASTRAND_KERNEL_SHAPES(FASTRAND_FILL_KERNEL, OPNAME, OP)
+#define FASTRAND_STATE_KERNEL_OF(OPNAME, OP)                                     \
+  extern "C" __global__ void __launch_bounds__(256)                              \
+      fr_fill_state_##OPNAME(fastrand::v1::OP::T* __restrict__ out, uint64_t n,  \
+                             const uint64_t* __restrict__ state, bool aligned) { \
+    fastrand::kern::fill_state_body<fastrand::v1::OP>(out, n, state, aligned);   \
+  }
+#define FASTRAND_BOX_KERNEL_OF(OPNAME, OP)                                                      \
   extern "C" __global__ void __launch_bounds__(256)                                             \
       fr_fill_box_##OPNAME(fastrand::v1::OP::T* __restrict__ out, uint64_t n, uint64_t start,   \
                            uint64_t stream, const __grid_constant__ fastrand::v1::RoundKeys rk, \
                            const __grid_constant__ fastrand::BoxArgs box) {                     \
     fastrand::kern::fill_box_body<fastrand::v1::OP>(out, n, start, stream, rk, box);            \
   }
+#define FASTRAND_ADVANCE_KERNEL                                                      \
+  extern "C" __global__ void fr_advance_state(uint64_t* state, uint64_t n, int per_block) { \
+    state[2] = fastrand::v1::next_offset(state[2], n, per_block);                    \
+  }
+// The math probe (math_probe.h) over raw inputs [first, first + count): the known-answer check
+// at load and the device check's exhaustive comparison evaluate the transform's building blocks
+// on chosen inputs (edges, every radius word) with it.
+#define FASTRAND_PROBE_KERNEL                                                                 \
+  extern "C" __global__ void fr_probe(int which, float* out, uint64_t first, uint64_t count) { \
+    const uint64_t step = uint64_t(gridDim.x) * blockDim.x;                                   \
+    for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += step)  \
+      fastrand::probe_eval(which, out, i, first);                                             \
+  }
 
-FASTRAND_KERNEL_OPS(FASTRAND_FILL_KERNELS_OF)
-
-extern "C" __global__ void fr_advance_state(uint64_t* state, uint64_t n, int per_block) {
-  state[2] = fastrand::v1::next_offset(state[2], n, per_block);
-}
+// Every kernel, unless the including translation unit defines FASTRAND_KERNEL_GROUP and then
+// instantiates the group it wants with the macros above (the run-time backend compiles one small
+// program per group, on demand).
+#if !defined(FASTRAND_KERNEL_GROUP)
+FASTRAND_KERNEL_OPS(FASTRAND_PLAIN_KERNELS_OF)
+FASTRAND_KERNEL_OPS(FASTRAND_STATE_KERNEL_OF)
+FASTRAND_KERNEL_OPS(FASTRAND_BOX_KERNEL_OF)
+FASTRAND_ADVANCE_KERNEL
+FASTRAND_PROBE_KERNEL
+#endif
 
 #endif  // __CUDACC__

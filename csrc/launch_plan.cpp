@@ -14,8 +14,16 @@ constexpr int THREADS = 256;
 #define FASTRAND_NAME_FILLS(OPNAME, OP) FASTRAND_KERNEL_SHAPES(FASTRAND_NAME_FILL, OPNAME, OP)
 #define FASTRAND_NAME_STATE(OPNAME, OP) "fr_fill_state_" #OPNAME,
 #define FASTRAND_NAME_BOX(OPNAME, OP) "fr_fill_box_" #OPNAME,
-const char* const kNames[N_KERNELS] = {FASTRAND_KERNEL_OPS(FASTRAND_NAME_FILLS) FASTRAND_KERNEL_OPS(
-    FASTRAND_NAME_STATE) FASTRAND_KERNEL_OPS(FASTRAND_NAME_BOX) "fr_advance_state"};
+const char* const kNames[N_KERNELS] = {
+    FASTRAND_KERNEL_OPS(FASTRAND_NAME_FILLS) FASTRAND_KERNEL_OPS(FASTRAND_NAME_STATE)
+        FASTRAND_KERNEL_OPS(FASTRAND_NAME_BOX) "fr_advance_state",
+    "fr_probe"};
+#define FASTRAND_OP_NAME(OPNAME, OP) #OPNAME,
+#define FASTRAND_OP_TYPE(OPNAME, OP) #OP,
+const char* const kOpNames[N_OPS] = {FASTRAND_KERNEL_OPS(FASTRAND_OP_NAME)};
+const char* const kOpTypes[N_OPS] = {FASTRAND_KERNEL_OPS(FASTRAND_OP_TYPE)};
+#undef FASTRAND_OP_NAME
+#undef FASTRAND_OP_TYPE
 #undef FASTRAND_NAME_FILL
 #undef FASTRAND_NAME_FILLS
 #undef FASTRAND_NAME_STATE
@@ -65,6 +73,8 @@ constexpr int kThreads[N_SHAPES] = {256, 256, 256, 256, 128, 512};
 }  // namespace
 
 const char* const* kernel_names() { return kNames; }
+const char* const* op_names() { return kOpNames; }
+const char* const* op_types() { return kOpTypes; }
 
 int op_index(int kind, int dtype) {
   switch (kind * 8 + dtype) {
@@ -106,8 +116,11 @@ Params params(AdvanceArgs& a) {
 Params params(BoxFillArgs& a) {
   return Params{{&a.out, &a.n, &a.start, &a.stream, &a.rk, &a.box, nullptr, nullptr}};
 }
+Params params(ProbeArgs& a) {
+  return Params{{&a.which, &a.out, &a.first, &a.count, nullptr, nullptr, nullptr, nullptr}};
+}
 
-Launch plan_fill(const Request& r, int sms, FillArgs& args) {
+Launch plan_fill(const Request& r, int sms, FillArgs& args, int variant) {
   const int op = op_index(r.kind, r.dtype);
   const int P = kPerBlock[op];
   const uint64_t S = uint64_t(4 / P);
@@ -121,7 +134,7 @@ Launch plan_fill(const Request& r, int sms, FillArgs& args) {
   // carry within the request (see block_counter in fastrand_kernels.cuh).
   const bool narrow = nblocks * P < (uint64_t(1) << 30) &&
                       ((start >> 2) & 0xffffffffu) + nblocks <= (uint64_t(1) << 32);
-  const int v = g_variant.load(std::memory_order_relaxed);
+  const int v = variant >= 0 ? variant : g_variant.load(std::memory_order_relaxed);
   int shape = N1_256;
   uint64_t ctas_per_sm = 16;
   if (v == 1 || !narrow) {
@@ -209,6 +222,12 @@ Launch plan_box(const Request& r, const Box& box, int sms, BoxFillArgs& bargs, F
   b.narrow = narrow && items < (uint64_t(1) << 32) ? 1 : 0;
   bargs = BoxFillArgs{r.out, r.n, start, r.stream, make_round_keys(r.seed), b};
   return Launch{K_BOX + op, grid_for(items, sms, 16), unsigned(THREADS)};
+}
+
+Launch plan_probe(int which, float* out, uint64_t first, uint64_t count, int sms,
+                  ProbeArgs& args) {
+  args = ProbeArgs{which, out, first, count};
+  return Launch{K_PROBE, grid_for(count, sms, 16), unsigned(THREADS)};
 }
 
 bool set_variant(int variant) {

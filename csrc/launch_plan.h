@@ -14,7 +14,8 @@ namespace fastrand {
 namespace plan {
 
 // Kernel indices: fill kernels op-major (op * N_SHAPES + shape), then the state fills, the box
-// fills and the state advance; kernel_names() lists the extern "C" names in this order.
+// fills, the state advance and the math probe; kernel_names() lists the extern "C" names in this
+// order.
 #define FASTRAND_COUNT_ONE(...) +1
 #define FASTRAND_COUNT_OP(A, B) FASTRAND_KERNEL_SHAPES(FASTRAND_COUNT_ONE, A, B)
 constexpr int N_OPS = 0 FASTRAND_KERNEL_OPS(FASTRAND_COUNT_ONE);
@@ -24,13 +25,18 @@ constexpr int N_SHAPES = (0 FASTRAND_KERNEL_OPS(FASTRAND_COUNT_OP)) / N_OPS;
 constexpr int K_STATE = N_OPS * N_SHAPES;
 constexpr int K_BOX = K_STATE + N_OPS;
 constexpr int K_ADVANCE = K_BOX + N_OPS;
-constexpr int N_KERNELS = K_ADVANCE + 1;
+constexpr int K_PROBE = K_ADVANCE + 1;
+constexpr int N_KERNELS = K_PROBE + 1;
 
 // The shapes, in FASTRAND_KERNEL_SHAPES order.
 enum Shape : int { W1_256 = 0, N1_256, N2_256, N4_256, N1_128, N1_512 };
 
 // The extern "C" names of all kernels, by index.
 const char* const* kernel_names();
+
+// The ops' names and stream Op types (FASTRAND_KERNEL_OPS), e.g. "normal_f32", "NormalF32".
+const char* const* op_names();
+const char* const* op_types();
 
 // The op (index into FASTRAND_KERNEL_OPS) of a (kind, dtype) code pair, or -1.
 int op_index(int kind, int dtype);
@@ -68,6 +74,13 @@ struct AdvanceArgs {
   uint64_t n;
   int per_block;
 };
+// Arguments of fr_probe.
+struct ProbeArgs {
+  int which;
+  float* out;
+  uint64_t first;
+  uint64_t count;
+};
 // Arguments of fr_fill_box_*.
 struct BoxFillArgs {
   void* out;
@@ -87,10 +100,12 @@ Params params(FillArgs& a);
 Params params(StateArgs& a);
 Params params(AdvanceArgs& a);
 Params params(BoxFillArgs& a);
+Params params(ProbeArgs& a);
 
 // The launch of a plain fill of r (n > 0, valid op) on a GPU with `sms` multiprocessors,
-// following the selected variant (see launch_plan.cpp).
-Launch plan_fill(const Request& r, int sms, FillArgs& args);
+// following the selected variant (see launch_plan.cpp), or `variant` when it is >= 0 (the
+// known-answer check runs every launch shape this way; all give the same bits).
+Launch plan_fill(const Request& r, int sms, FillArgs& args, int variant = -1);
 // The fill and advance launches of a CUDA-graph-mode fill (n may be 0: advance only, and
 // fill.kernel = -1).
 void plan_fill_state(const Request& r, uint64_t* state, int sms, Launch& fill, StateArgs& fargs,
@@ -101,6 +116,9 @@ void plan_fill_state(const Request& r, uint64_t* state, int sms, Launch& fill, S
 // plain fill's, with all its launch shapes), any other takes the box kernel (bargs).
 Launch plan_box(const Request& r, const Box& box, int sms, BoxFillArgs& bargs, FillArgs& fargs,
                 bool& is_fill);
+
+// The launch of the math probe over count inputs (count > 0).
+Launch plan_probe(int which, float* out, uint64_t first, uint64_t count, int sms, ProbeArgs& args);
 
 // Launch shapes for benchmarks (all give the same bits).
 bool set_variant(int variant);

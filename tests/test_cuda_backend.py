@@ -23,6 +23,7 @@ from conftest import TORCH_DTYPES, bits, child_env, draw, ref_bits
 
 import fastrand
 from fastrand import _C, _cuda
+from fastrand._cuda import _backend, _cache, _common, _nvrtc  # noqa: F401 (monkeypatch targets)
 
 GPU = torch.cuda.is_available()
 NV = _cuda.nvrtc_version()
@@ -47,9 +48,9 @@ def fresh(monkeypatch, tmp_path):
     for name in ENVS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(_cuda.ENV_CACHE, str(tmp_path / "cache"))
-    _cuda._reset()
+    _cuda.reset()
     yield tmp_path / "cache"
-    _cuda._reset()
+    _cuda.reset()
 
 
 def env(**extra):
@@ -91,20 +92,20 @@ def test_backend_values(monkeypatch, value):
 def test_auto_rule(monkeypatch):
     monkeypatch.setattr(_C, "CUDA", True)
     assert _cuda.backend() == "aot"
-    _cuda._reset()
+    _cuda.reset()
     monkeypatch.setattr(_C, "CUDA", False)
-    monkeypatch.setattr(_cuda, "nvrtc", lambda: object())
+    monkeypatch.setattr(_cuda._nvrtc, "nvrtc", lambda: object())
     assert _cuda.backend() == "nvrtc"
-    _cuda._reset()
+    _cuda.reset()
 
     def missing():
         raise _cuda.NvrtcNotFoundError("NVRTC was not found; tried /x/libnvrtc.so.13")
 
-    monkeypatch.setattr(_cuda, "nvrtc", missing)
-    monkeypatch.setattr(_cuda, "_hint", lambda: None)
+    monkeypatch.setattr(_cuda._nvrtc, "nvrtc", missing)
+    monkeypatch.setattr(_cuda._nvrtc, "_hint", lambda: None)
     assert _cuda.backend() == "copy"
     monkeypatch.setenv(_cuda.ENV_BACKEND, "copy")
-    _cuda._reset()
+    _cuda.reset()
     monkeypatch.setattr(_C, "CUDA", True)
     assert _cuda.backend() == "copy"
 
@@ -118,7 +119,7 @@ def test_aot_forced_without_the_kernel(monkeypatch):
 
 def test_nvrtc_forced_where_it_is_missing(monkeypatch, tmp_path):
     missing = str(tmp_path / "nowhere" / "libnvrtc.so.13")
-    monkeypatch.setattr(_cuda, "nvrtc_candidates", lambda: [(missing, "pip wheel")])
+    monkeypatch.setattr(_cuda._nvrtc, "nvrtc_candidates", lambda: [(missing, "pip wheel")])
     monkeypatch.setenv(_cuda.ENV_BACKEND, "nvrtc")
     with pytest.raises(_cuda.NvrtcNotFoundError, match="NVRTC was not found") as e:
         _cuda.backend()
@@ -141,20 +142,20 @@ def test_fastrand_nvrtc_path_missing_or_not_nvrtc(monkeypatch, tmp_path):
     junk = tmp_path / "libnvrtc.so.13"
     junk.write_bytes(b"not a library")
     monkeypatch.setenv(_cuda.ENV_NVRTC, str(junk))
-    _cuda._reset()
+    _cuda.reset()
     with pytest.raises(_cuda.NvrtcNotFoundError, match="cannot be loaded"):
         _cuda.nvrtc()
     libm = next(
         p for p in ("/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib64/libm.so.6") if os.path.exists(p)
     )
     monkeypatch.setenv(_cuda.ENV_NVRTC, libm)
-    _cuda._reset()
+    _cuda.reset()
     with pytest.raises(_cuda.NvrtcNotFoundError, match="is not NVRTC"):
         _cuda.nvrtc()
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv(_cuda.ENV_NVRTC, str(empty))
-    _cuda._reset()
+    _cuda.reset()
     with pytest.raises(_cuda.NvrtcNotFoundError, match="no libnvrtc.so"):
         _cuda.nvrtc()
 
@@ -164,7 +165,7 @@ def test_fastrand_nvrtc_file_or_directory(monkeypatch):
     real = _cuda.nvrtc().path
     for value in (real, os.path.dirname(real)):
         monkeypatch.setenv(_cuda.ENV_NVRTC, value)
-        _cuda._reset()
+        _cuda.reset()
         nv = _cuda.nvrtc()
         assert nv.where == "FASTRAND_NVRTC" and os.path.samefile(nv.path, real)
         assert os.path.dirname(nv.builtins_path) == os.path.dirname(nv.path)
@@ -184,8 +185,8 @@ def test_discovery_order(monkeypatch, tmp_path):
         ["nvidia/cu13/lib/libnvrtc.so.13", "nvidia/cuda_nvrtc/lib/libnvrtc.so.12"],
     )
     kit = _fake_tree(tmp_path / "kit", ["lib64/libnvrtc.so.12", "lib64/libnvrtc.so.13"])
-    monkeypatch.setattr(_cuda, "_loaded_nvrtc", lambda: [])
-    monkeypatch.setattr(_cuda, "_site_dirs", lambda: [str(site)])
+    monkeypatch.setattr(_cuda._nvrtc, "_loaded_nvrtc", lambda: [])
+    monkeypatch.setattr(_cuda._nvrtc, "_site_dirs", lambda: [str(site)])
     monkeypatch.setenv("CUDA_HOME", str(kit))
     monkeypatch.delenv("CUDA_PATH", raising=False)
     w13 = str(site / "nvidia/cu13/lib/libnvrtc.so.13")
@@ -203,7 +204,9 @@ def test_discovery_order(monkeypatch, tmp_path):
     cands = _cuda.nvrtc_candidates()
     assert ("libnvrtc.so.12", "system loader") in cands
     # none of the fakes load: the error names every path tried, and why
-    monkeypatch.setattr(_cuda, "nvrtc_candidates", lambda: [(w12, "pip wheel"), (k12, "toolkit")])
+    monkeypatch.setattr(
+        _cuda._nvrtc, "nvrtc_candidates", lambda: [(w12, "pip wheel"), (k12, "toolkit")]
+    )
     with pytest.raises(_cuda.NvrtcNotFoundError) as e:
         _cuda.nvrtc()
     assert w12 in str(e.value) and k12 in str(e.value) and "cannot be loaded" in str(e.value)
@@ -219,16 +222,17 @@ def test_builtins_must_sit_beside_libnvrtc(monkeypatch, tmp_path):
     except OSError:
         shutil.copyfile(real, lone)
     monkeypatch.setenv(_cuda.ENV_NVRTC, str(lone))
-    _cuda._reset()
+    _cuda.reset()
     with pytest.raises(_cuda.NvrtcNotFoundError, match="has no libnvrtc-builtins.so"):
         _cuda.nvrtc()
 
 
 @needs_nvrtc
 def test_hint_names_the_version_without_loading():
-    hint = _cuda._hint()
+    hint = _nvrtc._hint()
     nv = _cuda.nvrtc()
-    assert hint == (os.path.realpath(nv.path), nv.version_string)
+    assert hint == (os.path.realpath(nv.path), nv.build_id)
+    assert nv.build_id.startswith(nv.version_string + "+")  # with the files' fingerprint
 
 
 def test_aot_coverage():
@@ -242,8 +246,13 @@ def test_aot_coverage():
 
 
 def _mock_gpu(monkeypatch, capability=90, drv=""):
-    monkeypatch.setattr(_cuda, "_capability", lambda index: capability)
+    """A GPU of `capability` whose kernels load and pass the known-answer check (stubbed at the
+    compiled core's boundary), and a driver API whose status is `drv`."""
+    monkeypatch.setattr(_cuda._common, "capability", lambda index: capability)
     monkeypatch.setattr(_C, "drv_status", lambda: drv, raising=False)
+    monkeypatch.setattr(_C, "cuda_prepare", lambda index: None, raising=False)
+    monkeypatch.setattr(_backend, "_load_group", lambda index, cap, group: None)
+    monkeypatch.setattr(_cuda._probe, "check", lambda index, backend, groups: 0)
 
 
 @needs_nvrtc
@@ -253,11 +262,11 @@ def test_auto_per_device(monkeypatch):
     monkeypatch.setattr(_C, "CUDA_ARCHS", "sm_90")
     assert _cuda.backend() == "aot"
     assert _cuda.device_backend(0) == "nvrtc"  # the build holds nothing for sm_120
-    _cuda._reset()
+    _cuda.reset()
     monkeypatch.setattr(_C, "CUDA_ARCHS", "sm_90,sm_120")
     assert _cuda.device_backend(0) == "aot"
     monkeypatch.setenv(_cuda.ENV_BACKEND, "aot")  # forced: no second guess
-    _cuda._reset()
+    _cuda.reset()
     monkeypatch.setattr(_C, "CUDA_ARCHS", "sm_90")
     assert _cuda.device_backend(0) == "aot"
 
@@ -269,8 +278,8 @@ def test_auto_ending_at_copy_warns_once(monkeypatch):
     def missing():
         raise _cuda.NvrtcNotFoundError("NVRTC was not found; tried /x/libnvrtc.so.13")
 
-    monkeypatch.setattr(_cuda, "nvrtc", missing)
-    monkeypatch.setattr(_cuda, "_hint", lambda: None)
+    monkeypatch.setattr(_cuda._nvrtc, "nvrtc", missing)
+    monkeypatch.setattr(_cuda._nvrtc, "_hint", lambda: None)
     with pytest.warns(RuntimeWarning) as rec:
         assert _cuda.device_backend(0) == "copy"
         assert _cuda.device_backend(1) == "copy"
@@ -311,7 +320,7 @@ def test_parse_archs():
 def test_supported_archs():
     nv = _cuda.nvrtc()
     assert 90 in nv.archs and all(isinstance(a, int) for a in nv.archs)
-    assert _cuda.target_arch(90) == 90
+    assert _cuda.target_arch(90) == _cuda.Target(90, False)
     with pytest.raises(ValueError, match="sm_70 is older"):
         _cuda.check_arch(70)
     with pytest.raises(ValueError, match="cannot compile for sm_91; it supports"):
@@ -320,12 +329,26 @@ def test_supported_archs():
 
 def test_target_arch():
     nv = types.SimpleNamespace(archs=[70, 75, 80, 86, 90, 120], version_string="12.9", path="/x")
-    assert _cuda.target_arch(86, nv) == 86
-    assert _cuda.target_arch(89, nv) == 86  # a cubin runs on later minors of its major
-    assert _cuda.target_arch(121, nv) == 120
+    T = _cuda.Target
+    assert _cuda.target_arch(86, nv) == T(86, False)
+    assert _cuda.target_arch(89, nv) == T(86, False)  # a cubin runs on later minors of its major
+    assert _cuda.target_arch(121, nv) == T(120, False)
     for cap in (100, 72):  # no arch of that major (sm_70 is below fastrand's floor)
         with pytest.raises(RuntimeError, match=f"cannot compile for sm_{cap}"):
             _cuda.target_arch(cap, nv)
+    # a GPU newer than every arch NVRTC knows: PTX of the newest, JIT-compiled by the driver
+    assert _cuda.target_arch(130, nv) == T(120, True)
+    assert T(120, True).name == "compute_120"
+    # NVRTC 12.8 (sm_100, sm_101, sm_120): an sm_103 device takes sm_100, not sm_101 (CUDA
+    # 12.8's name for the GPU CUDA 13 calls sm_110)
+    nv128 = types.SimpleNamespace(
+        archs=[75, 80, 90, 100, 101, 120], version_string="12.8", path="/x"
+    )
+    assert _cuda.target_arch(103, nv128) == T(100, False)
+    assert _cuda.target_arch(101, nv128) == T(101, False)
+    assert _cuda.compatible_archs(103) == [103, 102, 100]
+    assert _cuda.compatible_archs(121) == [121, 120]
+    assert _cuda.compatible_archs(75) == [75]
 
 
 def test_cache_key_covers_every_input(monkeypatch):
@@ -354,23 +377,23 @@ def test_cache_key_covers_every_input(monkeypatch):
 
 def _valid_entry(path):
     data = open(path, "rb").read()
-    head = len(_cuda._CACHE_MAGIC) + 32
-    assert data[: len(_cuda._CACHE_MAGIC)] == _cuda._CACHE_MAGIC
-    assert hashlib.sha256(data[head:]).digest() == data[len(_cuda._CACHE_MAGIC) : head]
+    head = len(_cuda._cache._CACHE_MAGIC) + 32
+    assert data[: len(_cuda._cache._CACHE_MAGIC)] == _cuda._cache._CACHE_MAGIC
+    assert hashlib.sha256(data[head:]).digest() == data[len(_cuda._cache._CACHE_MAGIC) : head]
     assert data[head : head + 4] == b"\x7fELF"  # a cubin is an ELF image
     return data[head:]
 
 
 @needs_nvrtc
 def test_cache_write_read_and_modes(fresh):
-    c = _cuda.cubin(90, TINY, "k.cu")
+    c = _cuda.cubin(90, sources=TINY, main="k.cu")
     assert c.origin == "compiled" and c.path and os.path.dirname(c.path) == str(fresh)
     assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(c.path).st_mode) & 0o077 == 0
     assert _valid_entry(c.path) == c.image
-    assert _cuda.cubin(90, TINY, "k.cu").origin == "memory"
-    _cuda._reset()  # a new process: from the disk
-    d = _cuda.cubin(90, TINY, "k.cu")
+    assert _cuda.cubin(90, sources=TINY, main="k.cu").origin == "memory"
+    _cuda.reset()  # a new process: from the disk
+    d = _cuda.cubin(90, sources=TINY, main="k.cu")
     assert d.origin == "disk" and d.image == c.image and d.path == c.path
     assert not [p for p in os.listdir(fresh) if p.startswith(".tmp-")]
 
@@ -378,7 +401,7 @@ def test_cache_write_read_and_modes(fresh):
 @needs_nvrtc
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "magic"])
 def test_corrupt_entry_is_deleted_and_recompiled(fresh, damage, recwarn):
-    c = _cuda.cubin(90, TINY, "k.cu")
+    c = _cuda.cubin(90, sources=TINY, main="k.cu")
     data = bytearray(open(c.path, "rb").read())
     if damage == "truncate":
         data = data[: len(data) // 2]
@@ -389,45 +412,153 @@ def test_corrupt_entry_is_deleted_and_recompiled(fresh, damage, recwarn):
     else:
         data[0] ^= 1
     open(c.path, "wb").write(bytes(data))
-    _cuda._reset()
-    d = _cuda.cubin(90, TINY, "k.cu")
+    _cuda.reset()
+    d = _cuda.cubin(90, sources=TINY, main="k.cu")
     assert d.origin == "compiled" and d.image == c.image
     assert _valid_entry(d.path) == c.image
     assert not [w for w in recwarn if "fastrand" in str(w.message)]
 
 
-@needs_nvrtc
-def test_unloadable_entry_is_deleted_and_recompiled(monkeypatch, fresh):
-    _mock_gpu(monkeypatch, 90)
-    monkeypatch.setattr(_cuda, "kernel_sources", lambda: (dict(TINY), "k.cu"))
-    good = _cuda.cubin(90, TINY, "k.cu")
-    other = _cuda.cubin(75, TINY, "k.cu")  # a valid entry that does not load on this device
-    with open(good.path, "r+b") as f:  # a whole entry, header and all, of the wrong image
-        image = other.image
-        f.write(_cuda._CACHE_MAGIC + hashlib.sha256(image).digest() + image)
-        f.truncate()
-    _cuda._reset()
+def _stub_loader(monkeypatch, refuse=lambda image: False):
+    """drv_load_module at the compiled core's boundary: records the images, refuses some."""
     loads = []
 
     def load(device, image):
         loads.append(image)
-        if image != good.image:
+        if refuse(image):
             raise RuntimeError("CUDA_ERROR_NO_BINARY_FOR_GPU: no kernel image for this device")
-        return 77
+        return ["fr_probe"]
 
     monkeypatch.setattr(_C, "drv_load_module", load, raising=False)
-    assert _cuda.module(0) == 77
+    monkeypatch.setattr(_C, "drv_status", lambda: "", raising=False)
+    monkeypatch.setattr(_cuda._common, "capability", lambda index: 90)
+    monkeypatch.setattr(_cuda._probe, "check", lambda index, backend, groups: 7)
+    monkeypatch.setattr(_cuda._cache, "program", lambda group: (dict(TINY), "k.cu"))
+    return loads
+
+
+@needs_nvrtc
+def test_unloadable_entry_is_deleted_and_recompiled(monkeypatch, fresh):
+    monkeypatch.setenv(_cuda.ENV_BACKEND, "nvrtc")
+    monkeypatch.setattr(_C, "CUDA", False)
+    good = _cuda.cubin(90, sources=TINY, main="k.cu")
+    other = _cuda.cubin(75, sources=TINY, main="k.cu")  # valid, but does not load on this device
+    with open(good.path, "r+b") as f:  # a whole entry, header and all, of the wrong image
+        image = other.image
+        f.write(_cuda._cache._CACHE_MAGIC + hashlib.sha256(image).digest() + image)
+        f.truncate()
+    _cuda.reset()
+    loads = _stub_loader(monkeypatch, refuse=lambda image: image != good.image)
+    assert _cuda.device_backend(0) == "nvrtc"
     assert loads == [other.image, good.image]
     assert _valid_entry(good.path) == good.image
-    assert _cuda.module(0) == 77 and len(loads) == 2  # loaded once per device
+    assert _cuda.device_backend(0) == "nvrtc" and len(loads) == 2  # loaded once per device
+    assert _cuda.devices_info()["cuda:0"]["probe"] == {"probe": "passed (7 cases, sm_90)"}
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("forced", [False, True])
+def test_refused_image_is_compiled_once_then_falls_back(monkeypatch, fresh, forced):
+    """An image the driver refuses: a cached one is compiled again once; a compiled one that is
+    refused too is remembered: under auto the device moves to copy with one warning, under a
+    forced backend every draw raises, and nothing is compiled per draw."""
+    monkeypatch.setattr(_C, "CUDA", False)
+    if forced:
+        monkeypatch.setenv(_cuda.ENV_BACKEND, "nvrtc")
+    _cuda.cubin(90, sources=TINY, main="k.cu")  # on disk: the first load takes it from there
+    _cuda.reset()
+    loads = _stub_loader(monkeypatch, refuse=lambda image: True)
+    compiles = []
+    real = _cuda._nvrtc.Nvrtc.compile
+    monkeypatch.setattr(
+        _cuda._nvrtc.Nvrtc, "compile", lambda *a, **k: compiles.append(1) or real(*a, **k)
+    )
+    if forced:
+        for _ in range(3):
+            with pytest.raises(RuntimeError, match="FASTRAND_CUDA_BACKEND=nvrtc.*NO_BINARY"):
+                _cuda.device_backend(0)
+    else:
+        with pytest.warns(RuntimeWarning, match=r"cuda:0 \(sm_90\).*CPU.*NO_BINARY") as rec:
+            for _ in range(3):
+                assert _cuda.device_backend(0) == "copy"
+                assert _cuda.prepare(0, _C.KIND_NORMAL, _C.DT_FLOAT32) == "copy"
+        assert len([w for w in rec if "fastrand" in str(w.message)]) == 1
+        assert "NO_BINARY" in _cuda.copy_reason(0)
+    assert len(compiles) == 1  # the disk entry, then one compile; never one per draw
+    assert len(loads) == 2
+
+
+def test_known_answer_mismatch_falls_back(monkeypatch):
+    """AOT kernels that load but disagree with the CPU: under auto the device takes the next
+    backend with one warning naming the device, the arch, the backend and the value; forced,
+    the draw raises with the same."""
+    _mock_gpu(monkeypatch, 90)
+    monkeypatch.setattr(_C, "CUDA", True)
+    monkeypatch.setattr(_C, "CUDA_ARCHS", "sm_90")
+
+    def check(index, backend, groups):
+        if backend == "aot":
+            raise _cuda.Unusable(
+                "known-answer check failed: normal/float32 variant 0 ...: "
+                "value 5 is 3f800000, the CPU gives 3f800001"
+            )
+        return 3
+
+    monkeypatch.setattr(_cuda._probe, "check", check)
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"cuda:0 \(sm_90\) uses the nvrtc backend because "
+        r"the aot kernels.*value 5 is 3f800000",
+    ):
+        assert _cuda.device_backend(0) == "nvrtc"
+    monkeypatch.setenv(_cuda.ENV_BACKEND, "aot")
+    _cuda.reset()
+    with pytest.raises(RuntimeError, match="FASTRAND_CUDA_BACKEND=aot.*sm_90.*3f800000"):
+        _cuda.device_backend(0)
+
+
+def test_aot_on_an_old_driver_falls_back(monkeypatch):
+    """The AOT runtime newer than the driver (cuda_prepare says so): NVRTC, or copy."""
+    _mock_gpu(monkeypatch, 90)
+    monkeypatch.setattr(_C, "CUDA", True)
+    monkeypatch.setattr(_C, "CUDA_ARCHS", "sm_90")
+
+    def old(index):
+        raise RuntimeError(
+            "fastrand CUDA (AOT kernels): the NVIDIA driver supports CUDA 12.4, "
+            "older than the CUDA 13.0 runtime this build of fastrand was compiled with"
+        )
+
+    monkeypatch.setattr(_C, "cuda_prepare", old, raising=False)
+    with pytest.warns(RuntimeWarning, match="driver supports CUDA 12.4"):
+        assert _cuda.device_backend(0) == "nvrtc"
+
+
+def test_failed_aot_setup_is_retried(monkeypatch):
+    """A failed AOT preparation is not remembered as done: the next first use tries again."""
+    _mock_gpu(monkeypatch, 90)
+    monkeypatch.setattr(_C, "CUDA", True)
+    monkeypatch.setattr(_C, "CUDA_ARCHS", "sm_90")
+    monkeypatch.setenv(_cuda.ENV_BACKEND, "aot")
+    calls = []
+
+    def flaky(index):
+        calls.append(index)
+        if len(calls) == 1:
+            raise RuntimeError("could not load kernel fr_probe: cudaErrorMemoryAllocation")
+
+    monkeypatch.setattr(_C, "cuda_prepare", flaky, raising=False)
+    with pytest.raises(RuntimeError, match="cudaErrorMemoryAllocation"):
+        _cuda.device_backend(0)
+    assert _cuda.device_backend(0) == "aot" and len(calls) == 2
 
 
 @needs_nvrtc
 def test_compile_error_shows_the_log():
     with pytest.raises(_cuda.NvrtcCompileError, match="(?s)could not compile k.cu.*undefined"):
-        _cuda.cubin(90, {"k.cu": "__global__ void k() { undefined_name(); }"}, "k.cu")
+        _cuda.cubin(90, sources={"k.cu": "__global__ void k() { undefined_name(); }"}, main="k.cu")
     with pytest.raises(_cuda.NvrtcCompileError, match="h.h"):  # a missing header: no -I
-        _cuda.cubin(90, {"k.cu": '#include "h.h"\n'}, "k.cu")
+        _cuda.cubin(90, sources={"k.cu": '#include "h.h"\n'}, main="k.cu")
 
 
 @needs_nvrtc
@@ -438,14 +569,14 @@ def test_unwritable_directory_falls_back_to_memory(monkeypatch, fresh):
         def refuse(*a, **k):
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(_cuda.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(_cuda._cache.tempfile, "mkstemp", refuse)
     with pytest.warns(RuntimeWarning, match="not using the cubin cache.*cannot write") as rec:
-        a = _cuda.cubin(90, TINY, "k.cu")
-        b = _cuda.cubin(75, TINY, "k.cu")
+        a = _cuda.cubin(90, sources=TINY, main="k.cu")
+        b = _cuda.cubin(75, sources=TINY, main="k.cu")
     assert len([w for w in rec if "fastrand" in str(w.message)]) == 1
     assert a.path is None and b.path is None and a.image[:4] == b"\x7fELF"
     assert entries(fresh) == [] and not os.listdir(fresh)
-    assert _cuda.cubin(90, TINY, "k.cu").origin == "memory"
+    assert _cuda.cubin(90, sources=TINY, main="k.cu").origin == "memory"
     assert "cannot write" in _cuda.cache_error()
 
 
@@ -453,9 +584,9 @@ def test_unwritable_directory_falls_back_to_memory(monkeypatch, fresh):
 def test_uncreatable_directory_falls_back_to_memory(monkeypatch, tmp_path):
     (tmp_path / "file").write_text("")
     monkeypatch.setenv(_cuda.ENV_CACHE, str(tmp_path / "file" / "cache"))
-    _cuda._reset()
+    _cuda.reset()
     with pytest.warns(RuntimeWarning, match="cannot create"):
-        assert _cuda.cubin(90, TINY, "k.cu").path is None
+        assert _cuda.cubin(90, sources=TINY, main="k.cu").path is None
 
 
 @needs_nvrtc
@@ -465,9 +596,9 @@ def test_unsafe_directory_is_refused(monkeypatch, fresh, case):
     os.chmod(fresh, {"group-writable": 0o770, "other-writable": 0o703, "foreign": 0o700}[case])
     if case == "foreign":  # the directory is someone else's when we are someone else
         uid = os.getuid()
-        monkeypatch.setattr(_cuda.os, "getuid", lambda: uid + 4242)
+        monkeypatch.setattr(_cuda._cache.os, "getuid", lambda: uid + 4242)
     with pytest.warns(RuntimeWarning, match="not using the cubin cache") as rec:
-        c = _cuda.cubin(90, TINY, "k.cu")
+        c = _cuda.cubin(90, sources=TINY, main="k.cu")
     msg = str(rec[0].message)
     assert ("owned by uid" in msg) if case == "foreign" else ("writable by group or others" in msg)
     assert c.path is None and entries(fresh) == []
@@ -475,11 +606,11 @@ def test_unsafe_directory_is_refused(monkeypatch, fresh, case):
 
 @needs_nvrtc
 def test_unsafe_entry_is_refused(fresh):
-    c = _cuda.cubin(90, TINY, "k.cu")
+    c = _cuda.cubin(90, sources=TINY, main="k.cu")
     os.chmod(c.path, 0o666)
-    _cuda._reset()
+    _cuda.reset()
     with pytest.warns(RuntimeWarning, match="writable by group or others"):
-        d = _cuda.cubin(90, TINY, "k.cu")
+        d = _cuda.cubin(90, sources=TINY, main="k.cu")
     assert d.origin == "compiled" and d.path is None and d.image == c.image
 
 
@@ -493,9 +624,9 @@ def test_two_processes_warming_at_once(fresh, tmp_path):
         while not os.path.exists({str(go)!r}):
             time.sleep(0.005)
         for _ in range(3):
-            _cuda._reset()
-            _cuda._MEMORY.clear()
-            c = _cuda.cubin(90, {TINY!r}, "k.cu", fresh=True)
+            _cuda.reset()
+            _cuda._common.MEMORY.clear()
+            c = _cuda.cubin(90, sources={TINY!r}, main="k.cu", fresh=True)
             assert c.path, c
         print(c.path)
         """
@@ -517,7 +648,8 @@ def test_two_processes_warming_at_once(fresh, tmp_path):
         assert p.returncode == 0, err
     assert len(entries(fresh)) == 1 and not [p for p in os.listdir(fresh) if p.startswith(".tmp")]
     assert (
-        _valid_entry(os.path.join(fresh, entries(fresh)[0])) == _cuda.cubin(90, TINY, "k.cu").image
+        _valid_entry(os.path.join(fresh, entries(fresh)[0]))
+        == _cuda.cubin(90, sources=TINY, main="k.cu").image
     )
 
 
@@ -527,19 +659,31 @@ def test_no_compile_or_load_during_capture(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(_cuda, "cubin", lambda *a, **k: pytest.fail("compiled during capture"))
-    monkeypatch.setattr(_C, "drv_load_module", lambda *a: pytest.fail("loaded"), raising=False)
-    monkeypatch.setenv(_cuda.ENV_BACKEND, "nvrtc")
-    monkeypatch.setattr(_cuda, "nvrtc", lambda: object())
-    for call in (lambda: _cuda.module(0), lambda: _cuda.prepare(0), _cuda.warmup):
-        with pytest.raises(
-            RuntimeError, match=r"captured.*fastrand\.warmup\(\).*python -m fastrand warmup"
-        ):
-            call()
-    assert _cuda.MODULES == {}
-    _cuda.MODULES[0] = 5  # loaded before the capture: the draw may go ahead
-    _cuda.prepare(0)
-    assert _cuda.module(0) == 5
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(
+        _cuda._cache, "cubin", lambda *a, **k: pytest.fail("compiled during capture")
+    )
+    monkeypatch.setattr(_backend, "_load_group", lambda *a: pytest.fail("loaded"))
+    monkeypatch.setattr(_C, "cuda_prepare", lambda *a: pytest.fail("AOT set up"), raising=False)
+    for backend in ("nvrtc", "aot"):
+        monkeypatch.setenv(_cuda.ENV_BACKEND, backend)
+        monkeypatch.setattr(_C, "CUDA", backend == "aot")
+        monkeypatch.setattr(_cuda._nvrtc, "nvrtc", lambda: object())
+        _cuda.reset()
+        calls = (lambda: _cuda.device_backend(0), lambda: _cuda.prepare(0), _cuda.warmup)
+        for call in calls:
+            with pytest.raises(
+                RuntimeError, match=r"captured.*fastrand\.warmup\(\).*python -m fastrand warmup"
+            ):
+                call()
+        assert _cuda._common.DEVICE_BACKEND == {}
+    # ready before the capture: the draw may go ahead; a group not loaded yet is refused
+    _cuda._common.DEVICE_BACKEND[0] = "nvrtc"
+    _cuda._common.GROUPS[0] = {"probe", "normal/float32"}
+    _cuda._common.READY[0, _C.KIND_NORMAL, _C.DT_FLOAT32] = True
+    assert _cuda.prepare(0, _C.KIND_NORMAL, _C.DT_FLOAT32) == "nvrtc"
+    with pytest.raises(RuntimeError, match=r"uniform/float32.*captured"):
+        _cuda.prepare(0, _C.KIND_UNIFORM, _C.DT_FLOAT32)
 
 
 def test_copy_refused_during_capture(monkeypatch):
@@ -555,7 +699,7 @@ def test_copy_box_matches_the_full_draw():
     for dtype, code in ((torch.float32, _C.DT_FLOAT32), (torch.float64, _C.DT_FLOAT64)):
         full = fastrand.randn(4, 5, 6, generator=fastrand.Generator(3, offset=7), dtype=dtype)
         box = torch.empty(2, 3, 4, dtype=dtype)
-        _cuda._cpu_box(
+        _cuda._backend._cpu_box(
             box, _C.KIND_NORMAL, code, 3, 0, 7, 1 * 30 + 2 * 6 + 1, [2, 3, 4], [30, 6, 1]
         )
         assert np.array_equal(bits(box), bits(full[1:3, 2:5, 1:5]))
@@ -575,30 +719,70 @@ def warm90(tmp_path_factory):
 def test_warmup_cli_writes_a_cubin(warm90):
     d, out, _ = warm90
     assert out.returncode == 0, out.stderr
-    (name,) = entries(d)
-    path = os.path.join(d, name)
-    assert name.startswith("sm_90-") and path in out.stdout and "sm_90: compiled" in out.stdout
-    image = _valid_entry(path)
-    assert image[18:20] == (190).to_bytes(2, "little")  # e_machine EM_CUDA
+    names = entries(d)
+    assert len(names) == len(_cuda.groups())  # one program per kernel group
+    c = None
+    for name in names:
+        path = os.path.join(d, name)
+        assert name.startswith("sm_90-") and path in out.stdout
+        image = _valid_entry(path)
+        assert image[18:20] == (190).to_bytes(2, "little")  # e_machine EM_CUDA
+    for g in _cuda.groups():
+        assert f"sm_90 {g}: compiled" in out.stdout
     assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
     # the same key in this process: read back, not compiled again
     os.environ[_cuda.ENV_CACHE] = str(d)
     try:
-        _cuda._reset()
-        c = _cuda.cubin(90)
-        assert c.origin == "disk" and c.path == path and c.image == image
+        _cuda.reset()
+        c = _cuda.cubin(90, "normal/float32")
+        assert c.origin == "disk" and c.path and os.path.basename(c.path) in names
     finally:
         os.environ.pop(_cuda.ENV_CACHE)
-    again = cli("warmup", "--arch", "sm_90", **{_cuda.ENV_CACHE: str(d)})
-    assert again.returncode == 0 and "sm_90: cached" in again.stdout and entries(d) == [name]
+    again = cli("warmup", "--arch", "sm_90", "--op", "normal/float32", **{_cuda.ENV_CACHE: str(d)})
+    assert again.returncode == 0 and "sm_90 normal/float32: cached" in again.stdout
+    assert entries(d) == names
 
 
 @needs_nvrtc
 def test_warmup_cli_kernels_are_named(warm90):
     d, out, _ = warm90
-    image = _valid_entry(os.path.join(d, entries(d)[0]))
+    images = b"".join(_valid_entry(os.path.join(d, n)) for n in entries(d))
     for name in _C.KERNEL_NAMES:
-        assert name.encode() in image, name
+        assert name.encode() in images, name
+
+
+@needs_nvrtc
+def test_group_programs_hold_their_kernels(warm90):
+    """Each group's program holds exactly its kernels (the groups together: every kernel)."""
+    d, out, _ = warm90
+    os.environ[_cuda.ENV_CACHE] = str(d)
+    try:
+        _cuda.reset()
+        held = {}
+        for g in _cuda.groups():
+            image = _cuda.cubin(90, g).image
+            held[g] = {k for k in _C.KERNEL_NAMES if (k.encode() + b"\0") in image}
+    finally:
+        os.environ.pop(_cuda.ENV_CACHE)
+    assert held["probe"] == {"fr_probe"}
+    assert held["normal/float32"] == {
+        k for k in _C.KERNEL_NAMES if k.startswith("fr_fill_normal_f32_")
+    }
+    assert len(held["normal/float32"]) == 6
+    assert held["state"] == {k for k in _C.KERNEL_NAMES if k.startswith("fr_fill_state_")} | {
+        "fr_advance_state"
+    }
+    assert held["box"] == {k for k in _C.KERNEL_NAMES if k.startswith("fr_fill_box_")}
+    assert set().union(*held.values()) == set(_C.KERNEL_NAMES)
+
+
+def test_group_names():
+    assert _cuda.group_names("normal/float32,words") == ["normal/float32", "words/uint32"]
+    assert _cuda.group_names(["all"]) == _cuda.groups()
+    with pytest.raises(ValueError, match="ops: unknown kernel group 'normal/int8'"):
+        _cuda.group_names(["normal/int8"])
+    with pytest.raises(TypeError, match="ops"):
+        _cuda.group_names([3])
 
 
 def _sass_mix(cuobjdump, image, tmp_path):
@@ -631,12 +815,14 @@ def test_warmup_cubin_machine_code(warm90, tmp_path):
     if cuobjdump is None:
         pytest.skip("cuobjdump not installed (pip install nvidia-cuda-cuobjdump)")
     d, out, _ = warm90
-    ours = _sass_mix(cuobjdump, _valid_entry(os.path.join(d, entries(d)[0])), tmp_path)
+    ours = {}
+    for n in entries(d):
+        ours.update(_sass_mix(cuobjdump, _valid_entry(os.path.join(d, n)), tmp_path))
     assert sorted(ours) == sorted(_C.KERNEL_NAMES)
     for name, mix in ours.items():
         hw = [op for op in mix if re.match(r"MUFU\.(LG2|SIN|COS|EX2)", op)]
         assert not hw, (name, hw)
-    sources, main = _cuda.kernel_sources()
+    sources, main = _cuda.kernel_sources(), _C.KERNEL_MAIN  # every kernel in one program
     plain, _ = nvrtc_util.Nvrtc(_cuda.nvrtc().path).compile(sources, main, "sm_90")
     theirs = _sass_mix(cuobjdump, plain, tmp_path)
     assert ours == theirs
@@ -673,10 +859,10 @@ def test_warmup_cli_usage():
 def test_warmup_cli_unwritable_cache(monkeypatch, tmp_path, capsys):
     from fastrand.__main__ import main
 
-    monkeypatch.setattr(_cuda, "kernel_sources", lambda: (dict(TINY), "k.cu"))
+    monkeypatch.setattr(_cuda._cache, "program", lambda group: (dict(TINY), "k.cu"))
     (tmp_path / "file").write_text("")
     monkeypatch.setenv(_cuda.ENV_CACHE, str(tmp_path / "file" / "c"))
-    _cuda._reset()
+    _cuda.reset()
     with pytest.warns(RuntimeWarning, match="cannot create"):
         assert main(["warmup", "--arch", "75"]) == 1
     err = capsys.readouterr().err
@@ -690,9 +876,9 @@ def test_cached_cubin_needs_no_nvrtc(warm90):
     assert out.returncode == 0, out.stderr
     script = (
         "from fastrand import _cuda\n"
-        "c = _cuda._cached_without_nvrtc(90)\n"
+        "c = _cuda._cache.cached_without_nvrtc(90, 'normal/float32')\n"
         "maps = open('/proc/self/maps').read()\n"
-        "print(c.origin, 'nvrtc' in _cuda._STATE, 'libnvrtc.so' in maps)\n"
+        "print(c.origin, 'nvrtc' in _cuda._common.STATE, 'libnvrtc.so' in maps)\n"
     )
     got = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True,
@@ -748,7 +934,7 @@ def backend(request, monkeypatch, session_cache):
         pytest.skip("NVRTC not installed")
     monkeypatch.setenv(_cuda.ENV_BACKEND, request.param)
     monkeypatch.setenv(_cuda.ENV_CACHE, session_cache)
-    _cuda._reset()
+    _cuda.reset()
     assert _cuda.device_backend(torch.cuda.current_device()) == request.param
     return request.param
 
@@ -868,7 +1054,7 @@ def test_backend_capture_without_a_loaded_module(backend, monkeypatch):
     position; after fastrand.warmup() the same capture works."""
     if backend != "nvrtc":
         pytest.skip("only the NVRTC backend loads modules")
-    _cuda.MODULES.clear()
+    _cuda.reset()
     fastrand.randn(1)  # CPU: nothing CUDA
     g = fastrand.Generator(2)
     s = torch.cuda.Stream()
@@ -878,7 +1064,8 @@ def test_backend_capture_without_a_loaded_module(backend, monkeypatch):
             fastrand.randn_tensor((64,), generator=g, device="cuda")
     assert g.get_offset() == 0
     records = fastrand.warmup()
-    assert records and records[0]["backend"] == "nvrtc" and 0 in _cuda.MODULES
+    assert records and records[0]["backend"] == "nvrtc"
+    assert _cuda._common.GROUPS[0] == set(_cuda.groups())  # warmup readies every group
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, stream=s):
         out = fastrand.randn_tensor((64,), generator=g, device="cuda")
@@ -893,14 +1080,14 @@ def test_backend_unloadable_cache_entry(backend, tmp_path, monkeypatch):
     if backend != "nvrtc":
         pytest.skip("only the NVRTC backend reads the cache")
     monkeypatch.setenv(_cuda.ENV_CACHE, str(tmp_path / "c"))
-    _cuda._reset()
-    arch = _cuda.target_arch(_cuda._capability(0))
-    wrong = _cuda.cubin(75 if arch // 10 != 7 else 90)
-    right_key = _cuda.cubin(arch).key
+    _cuda.reset()
+    arch = _cuda.target_arch(_cuda._common.capability(0)).arch
+    wrong = _cuda.cubin(75 if arch // 10 != 7 else 90, "normal/float32")
+    right_key = _cuda.cubin(arch, "normal/float32").key
     path = os.path.join(str(tmp_path / "c"), f"sm_{arch}-{right_key}.cubin")
     with open(path, "wb") as f:
-        f.write(_cuda._CACHE_MAGIC + hashlib.sha256(wrong.image).digest() + wrong.image)
-    _cuda._reset()
+        f.write(_cuda._cache._CACHE_MAGIC + hashlib.sha256(wrong.image).digest() + wrong.image)
+    _cuda.reset()
     a = draw("normal", 1000, 3, device="cuda:0")
     assert np.array_equal(bits(a), bits(draw("normal", 1000, 3)))
     assert _valid_entry(path) != wrong.image

@@ -111,7 +111,7 @@ def test_driver_box_fill_equals_reference(module, kind, dtype):
     k, d = _codes(kind, dtype)
 
     def fill(out, seed, stream, offset, base, sizes, gstrides):
-        _C.drv_fill_box(module, out.data_ptr(), k, d, seed, stream, offset, base, sizes, gstrides,
+        _C.drv_fill_box(out.data_ptr(), k, d, seed, stream, offset, base, sizes, gstrides,
                         0, _stream(0))  # fmt: skip
 
     _check_boxes(fill, kind, dtype)
@@ -126,7 +126,7 @@ def test_driver_fill_every_shape_equals_reference(module, kind, dtype):
             for n, offset in ((1, 0), (7, 3), (4109, 0), (4114, 2), (40, (1 << 34) - 16)):
                 seed, stream = 99 + v, 5
                 out = _empty(kind, dtype, n, "cuda:0")
-                _C.drv_fill(module, out.data_ptr(), n, k, d, seed, stream, offset, 0, _stream(0))
+                _C.drv_fill(out.data_ptr(), n, k, d, seed, stream, offset, 0, _stream(0))
                 want = ref_bits(kind, seed, stream, offset, n, dtype)
                 assert np.array_equal(bits(out), want), (v, n, offset)
     finally:
@@ -135,7 +135,7 @@ def test_driver_fill_every_shape_equals_reference(module, kind, dtype):
     if kind == "normal" and dtype in ("float32", "bfloat16"):
         n = (1 << 24) + 3
         out = _empty(kind, dtype, n, "cuda:0")
-        _C.drv_fill(module, out.data_ptr(), n, k, d, 1, 2, 0, 0, _stream(0))
+        _C.drv_fill(out.data_ptr(), n, k, d, 1, 2, 0, 0, _stream(0))
         idx = np.r_[0:1000, n - 1000 : n]
         want = ref_bits(kind, 1, 2, 0, 1000, dtype), ref_bits(kind, 1, 2, n - 1000, 1000, dtype)
         assert np.array_equal(bits(out)[idx], np.concatenate(want))
@@ -151,7 +151,7 @@ def test_driver_state_fill(module, kind, dtype):
     for n, offset in ((0, 1), (5, 3), (1000, 2)):
         state = torch.tensor([11, 12, offset], dtype=torch.int64, device="cuda:0")
         out = _empty(kind, dtype, n, "cuda:0")
-        _C.drv_fill_state(module, out.data_ptr(), n, k, d, state.data_ptr(), 0, _stream(0))
+        _C.drv_fill_state(out.data_ptr(), n, k, d, state.data_ptr(), 0, _stream(0))
         assert np.array_equal(bits(out), ref_bits(kind, 11, 12, offset, n, dtype))
         ref_dtype = "float32" if kind == "words" else dtype
         assert int(state[2]) % U64 == ref.next_offset(offset, n, ref_dtype)
@@ -161,20 +161,20 @@ def test_driver_errors(module):
     with pytest.raises(RuntimeError, match="CUDA_ERROR_"):
         _C.drv_load_module(0, b"\x7fELF" + b"\0" * 200)  # not a loadable cubin
     out = torch.empty(8, device="cuda:0")
-    for bad in (0, -1, module + 10_000):
-        with pytest.raises(ValueError, match="module"):
-            _C.drv_fill(bad, out.data_ptr(), 8, 0, 0, 0, 0, 0, 0, _stream(0))
+    assert "fr_probe" in module and len(module) == len(_C.KERNEL_NAMES)  # the names loaded
     with pytest.raises(ValueError, match="device"):
-        _C.drv_fill(module, out.data_ptr(), 8, 0, 0, 0, 0, 0, -1, _stream(0))
-    if torch.cuda.device_count() > 1:  # a module belongs to the device it was loaded on
-        with pytest.raises(ValueError, match="device"):
-            _C.drv_fill(module, out.data_ptr(), 8, 0, 0, 0, 0, 0, 1, _stream(1))
+        _C.drv_fill(out.data_ptr(), 8, 0, 0, 0, 0, 0, -1, _stream(0))
+    with pytest.raises(ValueError, match="variant"):
+        _C.drv_fill(out.data_ptr(), 8, 0, 0, 0, 0, 0, 0, _stream(0), 99)
+    if torch.cuda.device_count() > 1:  # kernels belong to the device they were loaded on
+        with pytest.raises(RuntimeError, match="not loaded|no fastrand kernels"):
+            _C.drv_fill(out.data_ptr(), 8, 0, 0, 0, 0, 0, 1, _stream(1))
     with pytest.raises(ValueError, match="gstrides"):
-        _C.drv_fill_box(module, out.data_ptr(), 0, 0, 0, 0, 0, 0, [2, 4], [4, 2], 0, _stream(0))
+        _C.drv_fill_box(out.data_ptr(), 0, 0, 0, 0, 0, 0, [2, 4], [4, 2], 0, _stream(0))
     with pytest.raises(ValueError, match="sizes"):
-        _C.drv_fill_box(module, out.data_ptr(), 0, 0, 0, 0, 0, 0, [], [], 0, _stream(0))
+        _C.drv_fill_box(out.data_ptr(), 0, 0, 0, 0, 0, 0, [], [], 0, _stream(0))
     # nothing stuck: the next fill works
-    _C.drv_fill(module, out.data_ptr(), 8, 0, 0, 3, 0, 0, 0, _stream(0))
+    _C.drv_fill(out.data_ptr(), 8, 0, 0, 3, 0, 0, 0, _stream(0))
     assert np.array_equal(bits(out), ref_bits("normal", 3, 0, 0, 8))
 
 
@@ -191,7 +191,8 @@ def test_guard_leaves_a_fresh_thread_without_a_context(backend, request):
     back exactly what was current, and creates no context for another device)."""
     if backend == "aot" and not _C.CUDA:
         pytest.skip("built without nvcc: no AOT kernels")
-    mod = request.getfixturevalue("module") if backend == "driver" else None
+    if backend == "driver":
+        request.getfixturevalue("module")  # the kernels loaded on cuda:0
     out = torch.empty(1000, device="cuda:0")
     ptr, st = out.data_ptr(), _stream(0)
     torch.cuda.synchronize()
@@ -202,7 +203,7 @@ def test_guard_leaves_a_fresh_thread_without_a_context(backend, request):
         if backend == "aot":
             _C.fill_cuda(ptr, 1000, 0, 0, 4, 0, 0, 0, st)
         else:
-            _C.drv_fill(mod, ptr, 1000, 0, 0, 4, 0, 0, 0, st)
+            _C.drv_fill(ptr, 1000, 0, 0, 4, 0, 0, 0, st)
         seen["after"] = _current_context()
 
     t = threading.Thread(target=work)
@@ -227,14 +228,13 @@ def active(i):
 if active(0):
     print("SKIP device 0 already has a context"); sys.exit(0)
 st = torch.cuda.current_stream(1).cuda_stream
-mod = None
 if backend == "driver":
-    mod = _C.drv_load_module(1, bytes.fromhex(sys.stdin.read()))
+    _C.drv_load_module(1, bytes.fromhex(sys.stdin.read()))
 def work():
     if backend == "aot":
         _C.fill_cuda(out.data_ptr(), 4096, 0, 0, 1, 0, 0, 1, st)
     else:
-        _C.drv_fill(mod, out.data_ptr(), 4096, 0, 0, 1, 0, 0, 1, st)
+        _C.drv_fill(out.data_ptr(), 4096, 0, 0, 1, 0, 0, 1, st)
 t = threading.Thread(target=work); t.start(); t.join()
 torch.cuda.synchronize(1)
 print("ACTIVE0", active(0))

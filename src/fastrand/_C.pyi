@@ -28,6 +28,8 @@ CUDA_ARCHS: str
 # The CUDA kernel source as embedded at build time (every build), for NVRTC.
 KERNEL_MAIN: str
 KERNEL_NAMES: list[str]
+# (op name, stream Op type) of each op, e.g. ("normal_f32", "NormalF32"): the kernel groups
+KERNEL_OPS: list[tuple[str, str]]
 
 # CPU -----------------------------------------------------------------------------------------
 def fill_cpu(
@@ -58,9 +60,8 @@ def kernel_sources() -> dict[str, str]: ...
 def cuda_set_variant(variant: int) -> None: ...
 def cuda_variant_count() -> int: ...
 def drv_status() -> str: ...
-def drv_load_module(device: int, image: bytes) -> int: ...
+def drv_load_module(device: int, image: bytes) -> list[str]: ...
 def drv_fill(
-    module: int,
     ptr: int,
     n: int,
     kind: int,
@@ -70,9 +71,9 @@ def drv_fill(
     offset: int,
     device: int,
     cuda_stream: int,
+    variant: int = -1,
 ) -> None: ...
 def drv_fill_state(
-    module: int,
     ptr: int,
     n: int,
     kind: int,
@@ -82,7 +83,6 @@ def drv_fill_state(
     cuda_stream: int,
 ) -> None: ...
 def drv_fill_box(
-    module: int,
     ptr: int,
     kind: int,
     dtype: int,
@@ -94,6 +94,9 @@ def drv_fill_box(
     gstrides: Sequence[int],
     device: int,
     cuda_stream: int,
+) -> None: ...
+def drv_probe(
+    which: int, ptr: int, first: int, count: int, device: int, cuda_stream: int
 ) -> None: ...
 
 # CUDA, only in builds with the AOT kernels (CUDA is True) ---------------------------------------
@@ -107,6 +110,7 @@ def fill_cuda(
     offset: int,
     device: int,
     cuda_stream: int,
+    variant: int = -1,
 ) -> None: ...
 def fill_cuda_state(
     ptr: int, n: int, kind: int, dtype: int, state: int, device: int, cuda_stream: int
@@ -127,3 +131,5 @@ def fill_cuda_box(
 def probe_cuda(
     which: int, ptr: int, first: int, count: int, device: int, cuda_stream: int
 ) -> None: ...
+def cuda_prepare(device: int) -> None: ...
+def cuda_versions() -> tuple[int | None, int, str]: ...

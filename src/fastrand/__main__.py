@@ -8,10 +8,13 @@ import sys
 USAGE = """usage: python -m fastrand COMMAND
   info       print what this build and machine offer (JSON)
   selftest   check the spec's known answers and CPU/GPU identity; exit 1 on any mismatch
-  warmup [--arch ARCH ...]
-             compile the CUDA kernels with NVRTC into the cache (FASTRAND_CACHE_DIR): for every
-             visible GPU, or for the named archs (90 or sm_90; repeated or comma-separated),
-             which needs no GPU; exit 1 when NVRTC is missing or an arch is unsupported"""
+  warmup [--arch ARCH ...] [--device N ...] [--op GROUP ...]
+             get the CUDA kernels ready: for the current GPU (or the named devices), load them
+             and run the known-answer check (NVRTC kernels are compiled into the cache,
+             FASTRAND_CACHE_DIR); or, for the named archs (90 or sm_90; repeated or
+             comma-separated), only compile into the cache, which needs no GPU. --op limits the
+             NVRTC kernel groups (normal/float32, uniform/bfloat16, words, state, box, probe;
+             default all). Exit 1 when NVRTC is missing or an arch is unsupported"""
 
 
 def _warmup(args: list[str]) -> int:
@@ -19,6 +22,8 @@ def _warmup(args: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="python -m fastrand warmup")
     p.add_argument("--arch", action="append", default=None, metavar="ARCH")
+    p.add_argument("--device", action="append", default=None, type=int, metavar="N")
+    p.add_argument("--op", action="append", default=None, metavar="GROUP")
     try:
         ns = p.parse_args(args)
     except SystemExit as e:
@@ -26,7 +31,7 @@ def _warmup(args: list[str]) -> int:
     from fastrand import _cuda
 
     try:
-        records = _cuda.warmup(ns.arch)
+        records = _cuda.warmup(ns.arch, devices=ns.device, ops=ns.op)
     except (RuntimeError, ValueError) as e:
         print(f"fastrand warmup: {e}", file=sys.stderr)
         return 1
@@ -39,17 +44,19 @@ def _warmup(args: list[str]) -> int:
             print(f"{where}{r['arch']}: no CUDA kernel (copy backend)")
             continue
         if r["backend"] != "nvrtc":
-            print(f"{where}{r['arch']}: {r['backend']} backend, nothing to compile")
+            print(f"{where}{r['arch']}: {r['backend']} backend, nothing to compile ({r['probe']})")
             continue
         verb = {"compiled": "compiled", "disk": "cached", "memory": "cached"}[r["origin"]]
+        what = f"{where}{r['arch']} {r['group']}"
         if r["path"]:
             print(
-                f"{where}{r['arch']}: {verb} ({r['bytes']} bytes, NVRTC {nv}"
+                f"{what}: {verb} ({r['bytes']} bytes, NVRTC {nv}"
                 f"{', %.2f s' % r['seconds'] if r['origin'] == 'compiled' else ''}): {r['path']}"
             )
         else:
-            unwritten.append(r["arch"])
-            print(f"{where}{r['arch']}: {verb}, in memory only (not written)")
+            if r["arch"] not in unwritten:
+                unwritten.append(r["arch"])
+            print(f"{what}: {verb}, in memory only (not written)")
     if copied:
         print("fastrand warmup: nothing to compile: " + "; ".join(copied), file=sys.stderr)
         return 1

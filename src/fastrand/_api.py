@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, SupportsIndex, Union
 import torch
 
 from . import _C, _cuda
-from ._cuda import MODULES as _NV_MODULES
 from ._cuda import _raw_stream
+from ._cuda._common import DEVICE_BACKEND as _CUDA_BACKEND
+from ._cuda._common import READY as _CUDA_READY
 from ._generator import MAX_NUMEL as _MAX_NUMEL
 from ._generator import TORCH_TRACKER, Generator, check_shape
 
@@ -179,8 +180,8 @@ def _fill(out, n, dev, kind, code, seed, stream, offset):
 
 
 def _draw(shape, generator, device, dtype, kind, code):
-    if device.type == "cuda":  # loads the NVRTC kernels, or refuses, before any reservation
-        _cuda.prepare(device.index)
+    if device.type == "cuda":  # readies the kernels, or refuses, before any reservation
+        _cuda.prepare(device.index, kind, code)
     two_words = code == _DT_FLOAT64
     out = torch.empty(shape, dtype=dtype, device=device)
     n = math.prod(shape)
@@ -345,12 +346,14 @@ def randn_tensor(
                     return out
                 if backend == 3 and n:
                     index = out.get_device()
-                    module = _NV_MODULES.get(index)
-                    if module is None:  # loaded before the reservation: a refusal costs nothing
-                        module = _cuda.module(index)
+                    if not _CUDA_READY.get((index, _NORMAL, code)):
+                        # readied before the reservation: a refusal costs nothing
+                        _cuda.prepare(index, _NORMAL, code)
+                    if _CUDA_BACKEND.get(index) != "nvrtc":  # it fell back: the general path
+                        seed, stream, offset = generator._reserve(n, two)
+                        return _fill(out, n, out.device, _NORMAL, code, seed, stream, offset)
                     seed, stream, offset = generator._reserve(n, two)
                     _C.drv_fill(
-                        module,
                         out.data_ptr(),
                         n,
                         _NORMAL,
@@ -363,7 +366,7 @@ def randn_tensor(
                     )
                     return out
                 if n and out.is_cuda:
-                    _cuda.prepare(out.get_device())
+                    _cuda.prepare(out.get_device(), _NORMAL, code)
                 seed, stream, offset = generator._reserve(n, two)
                 if n == 0:
                     return out
@@ -394,11 +397,13 @@ def _remember_fast(shape, device, dtype):
         # current device and the fill reads the index back from it (so the backend must be the
         # same on every visible device for it, else the general path picks it per call)
         target = torch.device(device) if isinstance(device, str) else (device or dev)
+        # (only devices already set up count: this never sets up another GPU)
         if target.index is None:
-            chosen = {_cuda.device_backend(i) for i in range(torch.cuda.device_count())}
+            chosen = {_CUDA_BACKEND.get(i) for i in range(torch.cuda.device_count())}
         else:
-            chosen = {_cuda.device_backend(target.index)}
-        backend = {"aot": 1, "nvrtc": 3}.get(chosen.pop(), 2) if len(chosen) == 1 else 2
+            chosen = {_CUDA_BACKEND.get(target.index)}
+        one = chosen.pop() if len(chosen) == 1 else None
+        backend = {"aot": 1, "nvrtc": 3}.get(one or "", 2)
     elif dev.type == "cpu":
         backend, target = 0, dev
     else:

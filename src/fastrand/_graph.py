@@ -238,6 +238,7 @@ def reserve_on_device(g, out, n, kind, code):
             "generator: CudaGraphGenerator needs a CUDA kernel (AOT or NVRTC), and "
             f"{g.device} has none: {_cuda.copy_reason(index)}"
         )
+    _cuda.prepare(index, kind, code, "state")  # kernels ready before the capture keeps the state
     keep_for_capture(g.state)  # a graph captured now keeps the state's address
     _cuda.fill_state(out, n, kind, code, g.state)
     return out

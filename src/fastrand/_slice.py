@@ -187,6 +187,8 @@ def _draw_box(
     """The box [starts, starts + lengths) of a `shape` draw, shaped `out_shape`, with every
     argument already checked; advances the generator by numel(shape)."""
     out = torch.empty(tuple(out_shape), dtype=dtype, device=device)
+    if out.is_cuda and out.numel():  # kernels ready (or the draw refused) before any reservation
+        _cuda.prepare(out.get_device(), kind, code, "box")
     seed, stream, offset = _reserve(generator, math.prod(shape), code == _DT_FLOAT64)
     if out.numel() == 0:
         return out
