@@ -139,7 +139,8 @@ std::string cuda_versions(int* driver, int* runtime) {
 }
 
 std::string cuda_prepare(int device) {
-  if (device < 0 || device >= MAX_DEVICES) return "device " + std::to_string(device) + " is out of range";
+  if (device < 0 || device >= MAX_DEVICES)
+    return "device " + std::to_string(device) + " is out of range";
   if (g_ready[device].load(std::memory_order_acquire)) return std::string();
   // The runtime linked in needs a driver of at least its own CUDA version: an older driver
   // fails every call, so say so plainly before trying.

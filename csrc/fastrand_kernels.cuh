@@ -262,7 +262,8 @@ __device__ __forceinline__ void fill_box_body(typename Op::T* __restrict__ out, 
 // The kernel groups (a program of the run-time backend holds one group, see FASTRAND_KERNEL_GROUP
 // below): an op's plain fills in every launch shape; the state fills; the box fills; the state
 // advance; the math probe.
-#define FASTRAND_PLAIN_KERNELS_OF(OPNAME, OP) FASTRAND_KERNEL_SHAPES(FASTRAND_FILL_KERNEL, OPNAME, OP)
+#define FASTRAND_PLAIN_KERNELS_OF(OPNAME, OP) \
+  FASTRAND_KERNEL_SHAPES(FASTRAND_FILL_KERNEL, OPNAME, OP)
 #define FASTRAND_STATE_KERNEL_OF(OPNAME, OP)                                     \
   extern "C" __global__ void __launch_bounds__(256)                              \
       fr_fill_state_##OPNAME(fastrand::v1::OP::T* __restrict__ out, uint64_t n,  \
@@ -276,18 +277,18 @@ __device__ __forceinline__ void fill_box_body(typename Op::T* __restrict__ out, 
                            const __grid_constant__ fastrand::BoxArgs box) {                     \
     fastrand::kern::fill_box_body<fastrand::v1::OP>(out, n, start, stream, rk, box);            \
   }
-#define FASTRAND_ADVANCE_KERNEL                                                      \
+#define FASTRAND_ADVANCE_KERNEL                                                             \
   extern "C" __global__ void fr_advance_state(uint64_t* state, uint64_t n, int per_block) { \
-    state[2] = fastrand::v1::next_offset(state[2], n, per_block);                    \
+    state[2] = fastrand::v1::next_offset(state[2], n, per_block);                           \
   }
 // The math probe (math_probe.h) over raw inputs [first, first + count): the known-answer check
 // at load and the device check's exhaustive comparison evaluate the transform's building blocks
 // on chosen inputs (edges, every radius word) with it.
-#define FASTRAND_PROBE_KERNEL                                                                 \
+#define FASTRAND_PROBE_KERNEL                                                                  \
   extern "C" __global__ void fr_probe(int which, float* out, uint64_t first, uint64_t count) { \
-    const uint64_t step = uint64_t(gridDim.x) * blockDim.x;                                   \
-    for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += step)  \
-      fastrand::probe_eval(which, out, i, first);                                             \
+    const uint64_t step = uint64_t(gridDim.x) * blockDim.x;                                    \
+    for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += step)   \
+      fastrand::probe_eval(which, out, i, first);                                              \
   }
 
 // Every kernel, unless the including translation unit defines FASTRAND_KERNEL_GROUP and then

@@ -224,8 +224,7 @@ Launch plan_box(const Request& r, const Box& box, int sms, BoxFillArgs& bargs, F
   return Launch{K_BOX + op, grid_for(items, sms, 16), unsigned(THREADS)};
 }
 
-Launch plan_probe(int which, float* out, uint64_t first, uint64_t count, int sms,
-                  ProbeArgs& args) {
+Launch plan_probe(int which, float* out, uint64_t first, uint64_t count, int sms, ProbeArgs& args) {
   args = ProbeArgs{which, out, first, count};
   return Launch{K_PROBE, grid_for(count, sms, 16), unsigned(THREADS)};
 }

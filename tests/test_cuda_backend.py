@@ -117,7 +117,13 @@ def test_aot_forced_without_the_kernel(monkeypatch):
         _cuda.backend()
 
 
-def test_nvrtc_forced_where_it_is_missing(monkeypatch, tmp_path):
+@pytest.fixture
+def no_pathfinder(monkeypatch):
+    """cuda-pathfinder (tried last when installed) out of reach, so "not found" stays so."""
+    monkeypatch.setitem(sys.modules, "cuda", None)
+
+
+def test_nvrtc_forced_where_it_is_missing(monkeypatch, tmp_path, no_pathfinder):
     missing = str(tmp_path / "nowhere" / "libnvrtc.so.13")
     monkeypatch.setattr(_cuda._nvrtc, "nvrtc_candidates", lambda: [(missing, "pip wheel")])
     monkeypatch.setenv(_cuda.ENV_BACKEND, "nvrtc")
@@ -179,7 +185,7 @@ def _fake_tree(root, files):
     return root
 
 
-def test_discovery_order(monkeypatch, tmp_path):
+def test_discovery_order(monkeypatch, tmp_path, no_pathfinder):
     site = _fake_tree(
         tmp_path / "site",
         ["nvidia/cu13/lib/libnvrtc.so.13", "nvidia/cuda_nvrtc/lib/libnvrtc.so.12"],
@@ -1115,3 +1121,133 @@ def test_backend_torch_compile(backend):
     torch.cuda.synchronize()
     for k, out in enumerate(outs):
         assert np.array_equal(bits(out).ravel(), ref_bits("normal", 8, 0, k * 400, 400)), k
+
+
+# ---- hardening: odd cache entries, warmup arguments, fork, devices ----------------------------
+@needs_nvrtc
+@pytest.mark.parametrize("odd", ["fifo", "directory", "symlink"])
+def test_odd_cache_entry_never_blocks_or_fails(fresh, odd, tmp_path):
+    """A FIFO, a directory or a link at an entry's name is not a cubin: it is never opened as
+    one (a FIFO would block forever), one warning, and the image is compiled; nothing fails."""
+    key_entry = _cuda.cubin(90, sources=TINY, main="k.cu")
+    os.unlink(key_entry.path)
+    if odd == "fifo":
+        os.mkfifo(key_entry.path)
+    elif odd == "directory":
+        os.mkdir(key_entry.path)
+    else:
+        target = tmp_path / "elsewhere.cubin"
+        target.write_bytes(open(__file__, "rb").read())
+        os.symlink(target, key_entry.path)
+    _cuda.reset()
+    code = textwrap.dedent(f"""
+        import warnings
+        from fastrand import _cuda
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            c = _cuda.cubin(90, sources={TINY!r}, main="k.cu")
+        print(c.origin, len(c.image) > 0, sum("fastrand" in str(x.message) for x in w))
+    """)
+    got = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env=env(**{_cuda.ENV_CACHE: str(fresh)}),
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split() == ["compiled", "True", "1"], got.stdout + got.stderr
+
+
+@pytest.mark.parametrize(
+    "archs,error,message",
+    [
+        (b"90", TypeError, "archs: expected .* got bytes"),
+        (90.0, TypeError, "archs: expected .* got float"),
+        (True, TypeError, "archs: expected .* got bool"),
+        ([90, None], TypeError, "archs: expected archs as ints or strings"),
+        (object(), TypeError, "archs: expected .* got object"),
+        ([], ValueError, "archs: no architecture named"),
+    ],
+)
+def test_warmup_argument_errors_name_the_argument(archs, error, message):
+    with pytest.raises(error, match=message):
+        fastrand.warmup(archs)
+
+
+def test_warmup_devices_and_ops_errors(monkeypatch):
+    with pytest.raises(ValueError, match="ops: unknown kernel group"):
+        fastrand.warmup([90], ops=["normal/int8"])
+    with pytest.raises(ValueError, match="devices: name archs .* or devices, not both"):
+        fastrand.warmup([90], devices=[0])
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"devices: cuda:5 is not a visible device \(2 visible\)"):
+        _backend._devices_arg([5])
+    with pytest.raises(ValueError, match="devices: 'cpu' is not a CUDA device"):
+        _backend._devices_arg(["cpu"])
+    with pytest.raises(TypeError, match="devices"):
+        _backend._devices_arg([True])
+    assert _backend._devices_arg(["cuda:1", 1, torch.device("cuda", 0)]) == [1, 0]
+
+
+def test_warmup_prepares_only_the_current_device(monkeypatch):
+    """warmup() with no arguments readies the current device and devices that already have a
+    context, never another GPU (one process per GPU: no context on every GPU)."""
+    _mock_gpu(monkeypatch, 90)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    monkeypatch.setattr(_backend, "_has_context", lambda i: i == 3)
+    monkeypatch.setenv(_cuda.ENV_BACKEND, "copy")
+    records = fastrand.warmup()
+    assert [r["device"] for r in records] == [2, 3]
+    assert sorted(_cuda._common.DEVICE_BACKEND) == [2, 3]
+    assert [r["device"] for r in fastrand.warmup(devices=[0])] == [0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_fork_child_forgets_the_parents_devices():
+    """A forked child drops the parent's device decisions and loaded kernels (its first CUDA
+    call meets torch's own fork check, or sets the device up afresh)."""
+    _cuda._common.DEVICE_BACKEND[0] = "nvrtc"
+    _cuda._common.GROUPS[0] = {"probe"}
+    _cuda._common.READY[0, _C.KIND_NORMAL, _C.DT_FLOAT32] = True
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        ok = not (_cuda._common.DEVICE_BACKEND or _cuda._common.GROUPS or _cuda._common.READY)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert _cuda._common.DEVICE_BACKEND == {0: "nvrtc"}  # the parent keeps its own
+
+
+def test_slice_refused_on_a_device_advances_nothing(monkeypatch):
+    """randn_slice on CUDA readies the kernels before it reserves positions: a refusal (here a
+    capture that would need a load) leaves the generator where it was."""
+    _mock_gpu(monkeypatch, 90)
+    monkeypatch.setenv(_cuda.ENV_BACKEND, "nvrtc")
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    calls = []
+    monkeypatch.setattr(
+        _backend, "prepare", lambda *a: calls.append(a) or _cuda._common.refuse_in_capture("x")
+    )
+    from fastrand import _slice
+
+    monkeypatch.setattr(_slice._cuda, "prepare", _backend.prepare)
+    g = fastrand.Generator(4)
+    out = torch.empty(0)
+    monkeypatch.setattr(
+        torch,
+        "empty",
+        lambda *a, **k: types.SimpleNamespace(is_cuda=True, numel=lambda: 6, get_device=lambda: 0),
+    )
+    with pytest.raises(RuntimeError, match="captured"):
+        _slice._draw_box(
+            (4, 3),
+            [1, 0],
+            [2, 3],
+            [2, 3],
+            g,
+            torch.device("cuda", 0),
+            out.dtype,
+            _C.KIND_NORMAL,
+            _C.DT_FLOAT32,
+        )
+    assert g.get_offset() == 0 and calls == [(0, _C.KIND_NORMAL, _C.DT_FLOAT32, "box")]

@@ -281,7 +281,7 @@ def _cpu_state(seed, stream, pos):
 
 # Philox generators (CUDA and others): the state is (seed, offset), offset a multiple of 4.
 # A state a fastrand draw left behind has the offset
-#   bit 63: 1, bit 62: 0 (torch keeps 2^62 offsets of room above it), bits 59-61: the
+#   bit 63: 0 (a positive int64), bit 62: 1 (torch keeps ~2^62 offsets of room), bits 59-61: the
 #   generation g (stream 2^63 + g), bits 18-58: the cursor (next position, 41 bits),
 #   bits 2-17: a 15-bit check of (seed, bits 18-63), bits 0-1: 0.
 # A torch op adds its increment to the offset: an increment below 2^17 never carries out of
@@ -298,7 +298,7 @@ def _px_check(seed, high):
 
 
 def _px_encode(seed, generation, cursor):
-    high = (2 << 44) | (generation << _PX_CURSOR_BITS) | cursor
+    high = (1 << 44) | (generation << _PX_CURSOR_BITS) | cursor
     return (high << 18) | (_px_check(seed, high) << 2)
 
 
@@ -310,7 +310,7 @@ def _px_position(seed, offset):
     """(generation, position) of a draw from the Philox state (seed, offset)."""
     if offset == 0:  # manual_seed(seed)
         return 0, 0
-    if offset >> 62 == 2 and offset & 3 == 0:
+    if offset >> 62 == 1 and offset & 3 == 0:
         high = offset >> 18
         generation = (high >> _PX_CURSOR_BITS) & (_PX_GENERATIONS - 1)
         cursor = high & _PX_CURSOR_MASK

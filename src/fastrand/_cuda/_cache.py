@@ -275,6 +275,7 @@ class _Cache:
         self.dir = path
         self.error: str | None = None
         self._ready = False
+        self.bad: set[str] = set()  # odd entries (warned about): not replaceable, not an error
 
     def _off(self, reason: str) -> None:
         self.error = reason
@@ -285,6 +286,7 @@ class _Cache:
         )
 
     def _bad_entry(self, path: str) -> None:
+        self.bad.add(path)
         C.warn_once(
             "cache-entry",
             f"fastrand: ignoring the cubin cache entry {path}: it is not a regular file; the "
@@ -380,7 +382,8 @@ class _Cache:
                     os.unlink(tmp)
                 except OSError:
                     pass
-            self._off(f"cannot write to {self.dir} ({e.strerror or e})")
+            if path not in self.bad:  # an odd entry (a directory) already warned about stays
+                self._off(f"cannot write to {self.dir} ({e.strerror or e})")
             return None
 
     def discard(self, key: str, arch: str) -> None:
