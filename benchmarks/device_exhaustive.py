@@ -4,7 +4,9 @@
    angle inputs (quadrant + 24 bits), GPU kernel vs CPU build of the same header.
 2. >= 10^8 values per dtype (normals float32/float16/bfloat16/float64, uniforms, raw words) at
    random (seed, stream, odd offset), GPU vs CPU.
-Prints one line per check and exits non-zero on any mismatch. Writes JSON with --out.
+Runs on the backend FASTRAND_CUDA_BACKEND selects (aot or nvrtc: the NVRTC kernels get the
+same comparison through the probe group's kernel). Prints one line per check and exits non-zero
+on any mismatch. Writes JSON with --out.
 """
 
 import argparse
@@ -17,9 +19,10 @@ import time
 import torch
 
 import fastrand
-from fastrand import _C
+from fastrand import _C, _cuda
 
 U64 = 1 << 64
+PROBE = _C.probe_cuda if _C.CUDA else None  # set in main() to the backend's probe launcher
 
 
 def _cpu_threads():
@@ -35,7 +38,7 @@ def check_radius(chunk=1 << 28):
     cpu = torch.empty(chunk, dtype=torch.float32).pin_memory()
     bad = 0
     for first in range(0, 1 << 32, chunk):
-        _C.probe_cuda(_C.PROBE_RADIUS32, gpu.data_ptr(), first, chunk, dev, stream)
+        PROBE(_C.PROBE_RADIUS32, gpu.data_ptr(), first, chunk, dev, stream)
         _C.probe_cpu(_C.PROBE_RADIUS32, cpu.data_ptr(), first, chunk, _cpu_threads())
         other = cpu.to("cuda", non_blocking=True)
         bad += int((gpu.view(torch.int32) != other.view(torch.int32)).sum())
@@ -47,7 +50,7 @@ def check_angles():
     count = 1 << 26
     gpu = torch.empty(2 * count, dtype=torch.float32, device="cuda")
     cpu = torch.empty(2 * count, dtype=torch.float32)
-    _C.probe_cuda(
+    PROBE(
         _C.PROBE_ANGLE32,
         gpu.data_ptr(),
         0,
@@ -105,9 +108,17 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--values", type=int, default=100_000_000)
     args = ap.parse_args()
-    if not torch.cuda.is_available() or not _C.CUDA:
-        print("device_exhaustive: needs a CUDA device and a build with the CUDA kernel")
+    global PROBE
+    if not torch.cuda.is_available():
+        print("device_exhaustive: needs a CUDA device")
         return 1
+    dev = torch.cuda.current_device()
+    backend = _cuda.prepare(dev, _C.KIND_NORMAL, _C.DT_FLOAT32)  # readies and checks the kernels
+    print(f"device_exhaustive: cuda:{dev} on the {backend} backend", flush=True)
+    if backend == "copy":
+        print(f"device_exhaustive: no native kernel ({_cuda.copy_reason(dev)})")
+        return 1
+    PROBE = _C.probe_cuda if backend == "aot" else _C.drv_probe
     rows = []
     bad, sec = check_radius()
     rows.append({"check": "radius32, all 2^32 words", "mismatches": bad, "seconds": round(sec, 2)})
@@ -122,8 +133,12 @@ def main():
         print(r, flush=True)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "exhaustive.json"), "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, f, indent=1)
+        with open(os.path.join(args.out, f"exhaustive_{backend}.json"), "w") as f:
+            json.dump(
+                {"device": torch.cuda.get_device_name(), "backend": backend, "rows": rows},
+                f,
+                indent=1,
+            )
     total_bad = sum(r["mismatches"] for r in rows)
     print("EXHAUSTIVE:", "PASS" if total_bad == 0 else f"FAIL ({total_bad} mismatches)")
     return 0 if total_bad == 0 else 1
