@@ -8,9 +8,13 @@ paths (one tree of size (100000,)), fixed seeds, and thresholds of about 5 stand
 
 from __future__ import annotations
 
+import copy
+import gc
 import math
+import pickle
 import random
 import threading
+import types
 import warnings
 
 import numpy as np
@@ -394,6 +398,181 @@ def test_default_noise_sampler():
     assert fastrand.default_noise_sampler(x.double(), seed=1)().dtype == torch.float64
 
 
+def test_sampler_degenerate_interval_gives_zero_increments():
+    # a 1-step schedule (sigmas [s, 0]) gives sigma_min == sigma_max: diffusers' and
+    # k-diffusion's samplers accept it (every time clamps to the one point: zero increments)
+    x = torch.zeros(2, 3)
+    for seed in (5, [5, 6]):
+        sampler = fastrand.BrownianTreeNoiseSampler(x, 0.0292, 0.0292, seed)
+        for a, b in [(0.0292, 0.01), (14.6, 0.0292), (0.5, 2.0)]:
+            out = sampler(torch.tensor(a), torch.tensor(b))
+            assert out.shape == (2, 3) and out.dtype == torch.float32
+            assert np.array_equal(bits(out), np.zeros((2, 3), np.uint32))
+        with pytest.raises(ValueError, match="sigma"):
+            sampler(0.0292, 0.0292)
+    half = fastrand.BrownianTreeNoiseSampler(x.half(), 1.0, 1.0, 1, transform=lambda s: -s.log())
+    assert half(2.0, 0.5).dtype == torch.float16
+    # seed=None still takes its one draw from torch's default generator, as diffusers does
+    torch.manual_seed(3)
+    fastrand.BrownianTreeNoiseSampler(x, 0.5, 0.5)
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    torch.randint(0, 2**63 - 1, [])
+    assert torch.equal(torch.rand(1), after)
+    with pytest.raises(ValueError, match="seed"):
+        fastrand.BrownianTreeNoiseSampler(x, 0.5, 0.5, seed=[1])
+    with pytest.raises(ValueError, match="sigma_min"):
+        fastrand.BrownianTreeNoiseSampler(x, float("nan"), float("nan"), seed=1)
+
+
+def test_sampler_empty_batch_and_empty_seed_list():
+    x = torch.zeros(0, 4, 8, 8, dtype=torch.float16)
+    expected = fastrand.default_noise_sampler(x, seed=[])(1.0, 0.5)
+    assert expected.shape == (0, 4, 8, 8) and expected.dtype == torch.float16
+    for lo, hi in [(0.1, 10.0), (0.1, 0.1)]:
+        out = fastrand.BrownianTreeNoiseSampler(x, lo, hi, seed=[])(7.0, 3.0)
+        assert out.shape == expected.shape and out.dtype == expected.dtype
+        assert out.device == expected.device
+
+
+@pytest.mark.parametrize(
+    "seeds",
+    [
+        np.array([3, 4, 5]),
+        np.array([3, 4, 5], dtype=np.uint64),
+        np.array([3, 4, 5], dtype=np.int32),
+        range(3, 6),
+        (3, 4, 5),
+        [np.int64(3), 4, np.uint8(5)],
+        torch.tensor([3, 4, 5]),
+    ],
+    ids=lambda s: type(s).__name__ + str(getattr(s, "dtype", "")),
+)
+def test_per_row_seeds_as_any_integer_sequence(seeds):
+    x = torch.zeros(3, 2, 5)
+    ref_tree = fastrand.BrownianTreeNoiseSampler(x, 0.1, 10.0, seed=[3, 4, 5])(7.0, 3.0)
+    got = fastrand.BrownianTreeNoiseSampler(x, 0.1, 10.0, seed=seeds)(7.0, 3.0)
+    assert np.array_equal(bits(got), bits(ref_tree))
+    ref_anc = fastrand.default_noise_sampler(x, seed=[3, 4, 5])()
+    assert np.array_equal(bits(fastrand.default_noise_sampler(x, seed=seeds)()), bits(ref_anc))
+
+
+@pytest.mark.parametrize(
+    "seeds,exc,match",
+    [
+        (np.array([1.0, 2.0]), TypeError, r"seed\[0\].*float"),
+        ([1, 2.5], TypeError, r"seed\[1\].*float"),
+        ([True, False], TypeError, r"seed\[0\].*bool"),
+        (np.array([True, False]), TypeError, r"seed\[0\].*bool"),
+        (torch.tensor([1.0, 2.0]), TypeError, r"seed\[0\]"),
+        (np.array([[1, 2], [3, 4]]), TypeError, r"seed\[0\]"),
+        (range(3), ValueError, "seed: a sequence of 3 seeds"),
+        ("ab", TypeError, "seed"),
+        (b"ab", TypeError, "seed"),
+        (1.0, TypeError, "seed"),
+        (np.float64(1.0), TypeError, "seed"),
+    ],
+    ids=repr,
+)
+def test_per_row_seeds_refused(seeds, exc, match):
+    x = torch.zeros(2, 5)
+    with pytest.raises(exc, match=match):
+        fastrand.BrownianTreeNoiseSampler(x, 0.1, 10.0, seed=seeds)
+    with pytest.raises(exc, match=match):
+        fastrand.default_noise_sampler(x, seed=seeds)
+
+
+# --------------------------------------------------------------------------------------------
+# pickling and copying
+def test_tree_pickles_and_deep_copies_and_continues_exactly():
+    tree = fastrand.BrownianTree(0.0, 2.0, (100_000,), seed=12, stream=3, dtype=torch.float64)
+    fresh = fastrand.BrownianTree(0.0, 2.0, (100_000,), seed=12, stream=3, dtype=torch.float64)
+    tree(0.3, 1.1)  # fills the cache and the pool
+    data = pickle.dumps(tree)
+    assert len(data) < 10_000  # node values are not pickled (the caches are recreated)
+    copies = [pickle.loads(data), copy.deepcopy(tree)]
+    for c in copies:
+        assert c is not tree and c._lock is not tree._lock
+        assert repr(c) == repr(tree)
+    for args in [(0.3, 1.1), (0.7, 1.9), (1.9, 0.01), (0.5,)]:
+        expected = bits(fresh(*args))
+        for obj in [tree, *copies]:
+            assert np.array_equal(bits(obj(*args)), expected)
+    # a copy is a tree of its own: queries from threads on copy and original at once
+    c = copies[1]
+    errors = []
+
+    def worker(obj):
+        try:
+            for p in (0.25, 1.5, 0.75):
+                assert np.array_equal(bits(obj(p)), bits(fresh(p)))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(o,)) for o in (tree, c, c)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+@pytest.mark.parametrize("seed", [7, [7, 8]])
+@pytest.mark.parametrize("sigma_max", [14.6, 0.03])
+def test_sampler_pickles_and_deep_copies_and_continues_exactly(seed, sigma_max):
+    x = torch.zeros(2, 3, 5)
+    sampler = fastrand.BrownianTreeNoiseSampler(x, 0.03, sigma_max, seed=seed)
+    fresh = fastrand.BrownianTreeNoiseSampler(x, 0.03, sigma_max, seed=seed)
+    sampler(14.6, 9.0)
+    copies = [pickle.loads(pickle.dumps(sampler)), copy.deepcopy(sampler)]
+    for a, b in [(14.6, 9.0), (9.0, 5.0), (0.5, 0.03)]:
+        expected = bits(fresh(a, b))
+        for obj in [sampler, *copies]:
+            assert np.array_equal(bits(obj(a, b)), expected)
+
+
+# --------------------------------------------------------------------------------------------
+# memory: cache_bytes bounds what a tree keeps
+def retained_tensor_bytes(obj):
+    """Bytes of the distinct tensor storages reachable from obj through containers and
+    instance attributes (what the object keeps alive)."""
+    seen, storages, stack = set(), {}, [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, torch.Tensor):
+            st = o.untyped_storage()
+            storages[st.data_ptr()] = max(storages.get(st.data_ptr(), 0), st.nbytes())
+            continue
+        if isinstance(o, (type, types.ModuleType, types.FunctionType, threading.Thread)):
+            continue
+        stack.extend(gc.get_referents(o))
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 1, 6 * 4000, 10 * 4000 + 1, 1 << 30])
+@pytest.mark.parametrize("batch", [1, 8])
+def test_cache_bytes_bounds_what_a_tree_keeps(cache_bytes, batch):
+    node = 4000  # (1000,) float32
+    tree = fastrand.BrownianTree(0.0, 6.2, (1000,), seed=0, cache_bytes=cache_bytes)
+    tree._batch = batch  # the GPU's batched path on the CPU
+    assert tree.depth == 23
+    expected = fastrand.BrownianTree(0.0, 6.2, (1000,), seed=0)
+    bound = max(cache_bytes, 4 * node)
+    high = 0
+    rng = random.Random(1)
+    for p in [rng.uniform(0, 6.2) for _ in range(12)] + [0.0, 6.2, 3.1]:
+        assert np.array_equal(bits(tree(p, 6.2 - p)), bits(expected(p, 6.2 - p)))
+        kept = retained_tensor_bytes(tree)
+        high = max(high, kept)
+        # (+ on the batched path, the column of depth + 1 scale factors)
+        assert kept <= bound + (tree.depth + 1) * 4 * (batch > 1), (p, kept, bound)
+    # up to 2 * (depth + 2) cached nodes, and the cache is used
+    assert high >= min(bound, 2 * (23 + 2) * node) - 4 * node
+
+
 # --------------------------------------------------------------------------------------------
 # bad input
 @pytest.mark.parametrize(
@@ -454,8 +633,6 @@ def test_query_and_sampler_bad_input():
         fastrand.BrownianTreeNoiseSampler([0.0], 0.1, 1.0, seed=1)
     with pytest.raises(ValueError, match="x"):
         fastrand.BrownianTreeNoiseSampler(torch.zeros(3, dtype=torch.int64), 0.1, 1.0, seed=1)
-    with pytest.raises(ValueError, match="sigma_min"):
-        fastrand.BrownianTreeNoiseSampler(x, 1.0, 1.0, seed=1)
     with pytest.raises(ValueError, match="sigma_max"):
         fastrand.BrownianTreeNoiseSampler(x, 0.1, float("nan"), seed=1)
     with pytest.raises(TypeError, match="transform"):

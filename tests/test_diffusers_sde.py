@@ -7,7 +7,9 @@ Brownian noise can only come from fastrand's tree.
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -58,25 +60,38 @@ def no_torchsde(monkeypatch):
     monkeypatch.setattr(torchsde, "BrownianTree", boom, raising=False)
 
 
-def run_dpm_sde(steps=10, seed=5):
-    scheduler = DPMSolverSDEScheduler(noise_sampler_seed=seed)
+def start(kind, steps, seed, **config):
+    """A scheduler set to `steps` and its initial sample; the step() keywords it needs."""
+    if kind == "dpm_sde":
+        scheduler = DPMSolverSDEScheduler(noise_sampler_seed=seed, **config)
+        kwargs = {}
+    else:
+        scheduler = CosineDPMSolverMultistepScheduler(**config)
+        kwargs = {"generator": torch.Generator().manual_seed(seed)}
     scheduler.set_timesteps(steps)
-    sample = fastrand.randn(SHAPE, generator=fastrand.Generator(0)) * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
+    g = fastrand.Generator(0 if kind == "dpm_sde" else 1)
+    sample = fastrand.randn(SHAPE, generator=g) * scheduler.init_noise_sigma
+    return scheduler, sample, kwargs
+
+
+def run_steps(scheduler, sample, kwargs, timesteps):
+    for t in timesteps:
         model_input = scheduler.scale_model_input(sample, t)
-        sample = scheduler.step(0.1 * model_input, t, sample).prev_sample
-    return sample, scheduler
+        sample = scheduler.step(0.1 * model_input, t, sample, **kwargs).prev_sample
+    return sample
+
+
+def run(kind, steps, seed, **config):
+    scheduler, sample, kwargs = start(kind, steps, seed, **config)
+    return run_steps(scheduler, sample, kwargs, scheduler.timesteps), scheduler
+
+
+def run_dpm_sde(steps=10, seed=5):
+    return run("dpm_sde", steps, seed)
 
 
 def run_cosine(steps=8, seed=3):
-    scheduler = CosineDPMSolverMultistepScheduler()
-    scheduler.set_timesteps(steps)
-    sample = fastrand.randn(SHAPE, generator=fastrand.Generator(1)) * scheduler.init_noise_sigma
-    g = torch.Generator().manual_seed(seed)
-    for t in scheduler.timesteps:
-        model_input = scheduler.scale_model_input(sample, t)
-        sample = scheduler.step(0.1 * model_input, t, sample, generator=g).prev_sample
-    return sample, scheduler
+    return run("cosine", steps, seed)
 
 
 def test_patch_replaces_the_sampler_in_both_modules():
@@ -230,3 +245,131 @@ def test_sampler_noise_is_standard_normal_under_the_dpm_pattern():
         for b in ((s * sn).sqrt(), sn):
             n = sampler(s, b).double()
             assert abs(n.mean().item()) < 5 * se and abs(n.var().item() - 1) < 5 * math.sqrt(2) * se
+
+
+# --------------------------------------------------------------------------------------------
+# 1- and 2-step schedules (Turbo / Lightning / LCM-style): a 1-step DPMSolverSDEScheduler has
+# sigmas [s, 0], so its sampler spans sigma_min == sigma_max
+SHORT_CASES = [
+    ("dpm_sde", {}),
+    ("dpm_sde", {"use_karras_sigmas": True}),
+    ("dpm_sde", {"timestep_spacing": "trailing"}),
+    ("dpm_sde", {"prediction_type": "v_prediction"}),
+    ("dpm_sde", {"timestep_spacing": "trailing", "use_karras_sigmas": True,
+                 "prediction_type": "v_prediction"}),
+    ("cosine", {}),
+    ("cosine", {"prediction_type": "epsilon", "solver_order": 1}),
+    ("cosine", {"final_sigmas_type": "sigma_min"}),  # (unpatched: torchsde recurses forever)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+@pytest.mark.parametrize("kind,config", SHORT_CASES, ids=lambda c: str(c))
+def test_one_and_two_step_loops(monkeypatch, kind, config, steps):
+    unpatched = run(kind, steps, 5, **config)[0] if kind == "dpm_sde" else None  # torchsde
+
+    def boom(*args, **kwargs):
+        raise AssertionError("torchsde was called under patch_diffusers()")
+
+    monkeypatch.setattr(torchsde, "BrownianInterval", boom)
+    with fastrand.patch_diffusers():
+        a, scheduler = run(kind, steps, 5, **config)
+        b, _ = run(kind, steps, 5, **config)
+    assert isinstance(scheduler.noise_sampler, fastrand.BrownianTreeNoiseSampler)
+    assert a.shape == SHAPE and torch.isfinite(a).all()
+    assert np.array_equal(bits(a), bits(b))
+    sigmas = scheduler.sigmas
+    if kind == "dpm_sde" and (sigmas[sigmas > 0].min() == sigmas.max()):
+        assert steps == 1 and scheduler.noise_sampler.trees == []
+        # no noise is drawn (the one step ends at sigma 0): the same bits as unpatched
+        assert np.array_equal(bits(a), bits(unpatched))
+
+
+# --------------------------------------------------------------------------------------------
+# copying a patched scheduler mid-loop (diffusers deep-copies schedulers, e.g. LTX2 pipelines)
+@pytest.mark.parametrize("kind", ["dpm_sde", "cosine"])
+def test_patched_scheduler_copies_after_a_step_continue_exactly(no_torchsde, kind):
+    with fastrand.patch_diffusers():
+        scheduler, sample, kwargs = start(kind, 6, 9)
+        timesteps = list(scheduler.timesteps)
+        sample = run_steps(scheduler, sample, kwargs, timesteps[:1])
+        assert isinstance(scheduler.noise_sampler, fastrand.BrownianTreeNoiseSampler)
+        copies = [copy.deepcopy(scheduler), pickle.loads(pickle.dumps(scheduler))]
+        for c in copies:
+            assert type(c.noise_sampler) is type(scheduler.noise_sampler)
+            assert c.noise_sampler.trees[0] is not scheduler.noise_sampler.trees[0]
+        expected = run_steps(scheduler, sample, kwargs, timesteps[1:])
+        for c in copies:
+            got = run_steps(c, sample, kwargs, timesteps[1:])
+            assert np.array_equal(bits(got), bits(expected))
+        full, _ = run(kind, 6, 9)
+    assert np.array_equal(bits(expected), bits(full))
+
+
+# --------------------------------------------------------------------------------------------
+def test_patch_after_reload_replaces_every_definition():
+    # modules reloaded before patching: other modules still hold the pre-reload definitions,
+    # and the patch must replace those too (fresh process: a reload is for the whole process)
+    code = textwrap.dedent("""
+        import importlib, sys, types
+        import diffusers.utils.torch_utils as tu
+        import diffusers.schedulers.scheduling_ddpm as ddpm
+        import diffusers.schedulers.scheduling_dpmsolver_sde as sde
+        import diffusers.schedulers.scheduling_cosine_dpmsolver_multistep as cos
+        import fastrand
+        import fastrand._diffusers_patch as dp
+
+        old = [tu.randn_tensor, sde.BrownianTreeNoiseSampler]
+        importlib.reload(tu)
+        importlib.reload(sde)
+        new = [tu.randn_tensor, sde.BrownianTreeNoiseSampler]
+        assert ddpm.randn_tensor is old[0] and cos.BrownianTreeNoiseSampler is old[1]
+        assert new[0] is not old[0] and new[1] is not old[1]
+        ids = {id(o) for o in old + new}
+
+        def holders(objs=ids):
+            return {
+                (name, attr): value
+                for name, m in list(sys.modules.items())
+                if name.startswith("diffusers") and isinstance(m, types.ModuleType)
+                for attr, value in list(vars(m).items())
+                if id(value) in objs
+            }
+
+        before = holders()
+        assert {
+            ("diffusers.utils.torch_utils", "randn_tensor"),
+            ("diffusers.schedulers.scheduling_ddpm", "randn_tensor"),
+            ("diffusers.schedulers.scheduling_dpmsolver_sde", "BrownianTreeNoiseSampler"),
+            ("diffusers.schedulers.scheduling_cosine_dpmsolver_multistep", "BrownianTreeNoiseSampler"),
+        } <= set(before), before
+        late = "diffusers.schedulers.scheduling_euler_ancestral_discrete"
+        assert late not in sys.modules
+        for undo in ("handle", "unpatch_diffusers", "block"):
+            p = fastrand.patch_diffusers()
+            assert not holders(), holders()
+            assert ddpm.randn_tensor is dp.randn_tensor and tu.randn_tensor is dp.randn_tensor
+            assert cos.BrownianTreeNoiseSampler is sde.BrownianTreeNoiseSampler
+            assert issubclass(cos.BrownianTreeNoiseSampler, fastrand.BrownianTreeNoiseSampler)
+            if undo == "handle":
+                # a module imported while patched binds the replacement; undo gives it the
+                # current definition, as an unpatched import would have
+                ea = importlib.import_module(late)
+                assert ea.randn_tensor is dp.randn_tensor
+                p.undo()
+                assert ea.randn_tensor is new[0]
+                before[(late, "randn_tensor")] = new[0]
+            elif undo == "unpatch_diffusers":
+                fastrand.unpatch_diffusers()
+            else:
+                p.undo()
+                with fastrand.patch_diffusers():
+                    assert not holders()
+            after = holders()
+            assert after == before, set(after.items()) ^ set(before.items())
+        print("RELOAD-BEFORE-PATCH-OK")
+    """)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=300
+    )
+    assert r.returncode == 0 and "RELOAD-BEFORE-PATCH-OK" in r.stdout, r.stdout + r.stderr

@@ -115,9 +115,13 @@ class BrownianTree:
 
     The tree reads the whole of stream ``stream`` of ``seed`` (node k at positions from
     ``k * stride``); do not draw other noise from that stream. Node values are cached (least
-    recently used first out): at most ``2 * (depth + 2)`` nodes and ``cache_bytes`` (default
-    64 MiB), at least 4 nodes.
-    Thread-safe. The layout is frozen as "Brownian tree v1" in docs/brownian-tree.md.
+    recently used first out, at most ``2 * (depth + 2)`` nodes). Between queries a tree keeps
+    at most ``max(cache_bytes, 4 * node_bytes)`` of tensors (``cache_bytes`` default 64 MiB,
+    ``node_bytes`` = size x itemsize): cached nodes, the storage kept for reuse and the zero
+    node together; on a GPU also a column of ``depth + 1`` scale factors. A query needs up to
+    ``depth + 2`` nodes more while it runs.
+    Thread-safe; picklable and deep-copyable (a copy starts with empty caches and gives the same
+    values). The layout is frozen as "Brownian tree v1" in docs/brownian-tree.md.
     """
 
     def __init__(
@@ -177,10 +181,11 @@ class BrownianTree:
         self._width = width
         self._cells = 1 << depth
         self._node_bytes = numel * itemsize
+        # node-sized tensors kept between queries: the zero node, the cache and the pool of
+        # storage for reuse together (the pool only fills what the cache leaves of the budget)
+        self._budget = max(_MIN_CACHE_NODES, cache_bytes // max(1, self._node_bytes))
         # enough for the paths of the last few query points (more only costs fresh memory)
-        self._capacity = max(
-            _MIN_CACHE_NODES, min(cache_bytes // max(1, self._node_bytes), 2 * (depth + 2))
-        )
+        self._capacity = min(self._budget - 1, 2 * (depth + 2))
         # scale of a level-l midpoint: sqrt((t1 - t0) * 2^-(l + 1)); of the root: sqrt(t1 - t0);
         # rounded to dtype here, so torch multiplies by exactly that value on every device
         self._scales = [
@@ -190,19 +195,31 @@ class BrownianTree:
                 for level in range(1, depth + 1)
             ),
         ]
-        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
-        self._pool: list[torch.Tensor] = []  # storage of evicted nodes, reused
         self._pool_size = depth + 2
-        self._zero: torch.Tensor | None = None
-        self._tmp: torch.Tensor | None = None
         self._on_cpu = dev.type == "cpu"
-        self._threads = 1
         # nodes whose normals are drawn into one buffer and scaled by one multiplication: fewer
         # kernel launches on a GPU; on the CPU one node at a time keeps the work in cache
         self._batch = 1 if self._on_cpu else max(1, min(8, (16 << 20) // max(1, self._node_bytes)))
-        self._scratch: torch.Tensor | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """The caches and the lock: new for a new tree, a copy, or an unpickled tree."""
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._pool: list[torch.Tensor] = []  # storage of evicted nodes, reused
+        self._zero: torch.Tensor | None = None
         self._scale_col: torch.Tensor | None = None
+        self._threads = 1
         self._lock = threading.RLock()
+
+    _TRANSIENT = ("_cache", "_pool", "_zero", "_scale_col", "_threads", "_lock")
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
 
     # ---------------------------------------------------------------------------------------
     @property
@@ -304,11 +321,10 @@ class BrownianTree:
         levels increasing by one: W(mid) = (W(lo) + W(hi)) * 0.5 + scale(level) * Z. With
         self._batch > 1 the normals of up to that many nodes are drawn into one buffer and
         scaled by one multiplication (the same bits)."""
-        tmp = self._tmp
-        if tmp is None:
-            tmp = self._tmp = torch.empty(self.size, dtype=self.dtype, device=self.device)
+        tmp = self._new_node()  # W(lo) + W(hi); back to the pool at the end
         step = self._batch
         depth = self.depth
+        buf = None
         for start in range(0, len(chain), step):
             part = chain[start : start + step]
             k = len(part)
@@ -318,11 +334,8 @@ class BrownianTree:
                 sz.mul_(self._scales[part[0][3]])
                 rows = [sz]
             else:
-                buf = self._scratch
                 if buf is None:
-                    buf = self._scratch = torch.empty(
-                        (step, self._numel), dtype=self.dtype, device=self.device
-                    )
+                    buf = torch.empty((step, self._numel), dtype=self.dtype, device=self.device)
                 for row, (mid, _, _, _) in enumerate(part):
                     self._normals(buf[row], node_id(mid, depth))
                 level0 = part[0][3]
@@ -336,6 +349,7 @@ class BrownianTree:
                 torch.add(sz, tmp, alpha=0.5, out=w)
                 values[mid] = w
                 self._cache[mid] = w
+        self._pool.append(tmp)
 
     def _point(self, m: int) -> torch.Tensor:
         """W at grid point m (0 <= m <= 2^D), from the root by bisection; a cached tensor."""
@@ -381,16 +395,18 @@ class BrownianTree:
     def _evict(self) -> None:
         cache, pool = self._cache, self._pool
         while len(cache) > self._capacity:
-            _, w = cache.popitem(last=False)
-            if len(pool) < self._pool_size:
-                pool.append(w)
+            pool.append(cache.popitem(last=False)[1])
+        # what the budget leaves after the zero node and the cache (at most depth + 2 nodes,
+        # enough for one query's path and its work buffer)
+        room = self._budget - (self._zero is not None) - len(cache)
+        del pool[max(0, min(room, self._pool_size)) :]
 
     def clear_cache(self) -> None:
         """Drops the cached node values (results do not change)."""
         with self._lock:
             self._cache.clear()
             self._pool.clear()
-            self._zero = self._tmp = self._scratch = self._scale_col = None
+            self._zero = self._scale_col = None
 
     def __repr__(self) -> str:
         return (
@@ -412,16 +428,31 @@ def _tensor_arg(x: Any) -> torch.Tensor:
     return x
 
 
+def _is_seed_sequence(seed: Any) -> bool:
+    """Whether seed gives one seed per batch row: a list, tuple, range or other sequence, or a
+    NumPy array or tensor with dimensions (as diffusers' and k-diffusion's trees, which take
+    anything with len(seed) == batch); not a str or bytes."""
+    if isinstance(seed, (str, bytes, bytearray)):
+        return False
+    if isinstance(seed, (Sequence, torch.Tensor)) or type(seed).__name__ == "ndarray":
+        return getattr(seed, "ndim", 1) > 0
+    return False
+
+
 def _seeds_arg(seed: Any, x: torch.Tensor) -> tuple[list[int], bool]:
-    """(seeds, batched): an int gives one seed over x; a list one seed per batch row."""
+    """(seeds, batched): an int gives one seed over x; a sequence one seed per batch row."""
     if seed is None:  # as diffusers and k-diffusion do: one draw from torch's default generator
         seed = int(torch.randint(0, 2**63 - 1, []).item())
-    if isinstance(seed, (list, tuple)):
+    if _is_seed_sequence(seed):
         if x.dim() == 0 or len(seed) != x.shape[0]:
             batch = "no batch dimension" if x.dim() == 0 else f"a batch of {x.shape[0]}"
-            raise ValueError(f"seed: a list of {len(seed)} seeds for x with {batch}")
+            raise ValueError(f"seed: a sequence of {len(seed)} seeds for x with {batch}")
         return [check_seed(s, f"seed[{i}]") for i, s in enumerate(seed)], True
     return [check_seed(seed, "seed")], False
+
+
+def _identity(sigma: Any) -> Any:
+    return sigma
 
 
 class BrownianTreeNoiseSampler:
@@ -432,13 +463,17 @@ class BrownianTreeNoiseSampler:
     The call convention and semantics of diffusers' and k-diffusion's
     ``BrownianTreeNoiseSampler``: the tree spans ``[transform(sigma_min), transform(sigma_max)]``
     (in either order; a decreasing transform negates the noise, as there), ``tol=1e-6``, and
-    sigmas outside the range are clamped. ``seed``: an int gives one tree over ``x``; a list of
-    ints one tree per batch row (row ``i`` depends only on ``seed[i]``, not on the batch size);
+    sigmas outside the range are clamped. ``sigma_min == sigma_max`` (a 1-step schedule) is a
+    degenerate interval, as there: every sigma clamps to the one point, so every call returns
+    zeros (it builds no tree). ``seed``: an int gives one tree over ``x``; a sequence of
+    ints (list, tuple, range, NumPy integer array) one tree per batch row (row ``i`` depends only
+    on ``seed[i]``, not on the batch size);
     None takes one draw from torch's default generator, as diffusers does. Trees use stream
     ``SAMPLER_STREAM`` of each seed, so they are independent of ``fastrand.Generator(seed)``'s
     stream-0 draws (e.g. the initial latents). ``cpu=True`` computes the trees on the CPU and
     moves the noise to ``x``'s device: the same bits either way. float16 and bfloat16 ``x`` get
-    the float32 noise rounded; float64 ``x`` a float64 tree.
+    the float32 noise rounded; float64 ``x`` a float64 tree (other noise than float32's).
+    Picklable (with a picklable ``transform``) and deep-copyable; a copy continues exactly.
     """
 
     def __init__(
@@ -447,7 +482,7 @@ class BrownianTreeNoiseSampler:
         sigma_min: Any,
         sigma_max: Any,
         seed: int | Sequence[int] | None = None,
-        transform: Callable[[Any], Any] = lambda s: s,
+        transform: Callable[[Any], Any] = _identity,
         cpu: bool = False,
     ) -> None:
         x = _tensor_arg(x)
@@ -456,19 +491,15 @@ class BrownianTreeNoiseSampler:
         self.transform = transform
         t0 = _time_arg(transform(torch.as_tensor(sigma_min)), "sigma_min")
         t1 = _time_arg(transform(torch.as_tensor(sigma_max)), "sigma_max")
-        if t0 == t1:
-            raise ValueError(
-                f"sigma_min, sigma_max: the tree needs two different times, got {t0!r} twice"
-            )
         self.sign = 1.0 if t0 < t1 else -1.0
         t0, t1 = min(t0, t1), max(t0, t1)
         self.shape = tuple(x.shape)
         self.dtype = x.dtype
         self.device = x.device
         self.cpu = bool(cpu)
-        tree_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        self.tree_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         tree_device = torch.device("cpu") if self.cpu else x.device
-        batched = isinstance(seed, (list, tuple))
+        batched = _is_seed_sequence(seed)
 
         def tree(s: int) -> BrownianTree:
             return BrownianTree(
@@ -477,15 +508,16 @@ class BrownianTreeNoiseSampler:
                 self.shape[1:] if batched else self.shape,
                 seed=s,
                 stream=SAMPLER_STREAM,
-                dtype=tree_dtype,
+                dtype=self.tree_dtype,
                 device=tree_device,
                 tol=1e-6,
             )
 
-        if seed is None:
+        degenerate = t0 == t1  # nothing to draw: no tree
+        if seed is None and not degenerate:
             tree(0)  # refuse a bad x before drawing the seed from torch's default generator
-        seeds, self.batched = _seeds_arg(seed, x)
-        self.trees = [tree(s) for s in seeds]
+        self.seeds, self.batched = _seeds_arg(seed, x)
+        self.trees = [] if degenerate else [tree(s) for s in self.seeds]
 
     def __call__(self, sigma: Any, sigma_next: Any) -> torch.Tensor:
         ta = _time_arg(self.transform(torch.as_tensor(sigma)), "sigma")
@@ -493,9 +525,11 @@ class BrownianTreeNoiseSampler:
         dt = abs(tb - ta)
         if dt == 0:
             raise ValueError(f"sigma, sigma_next: equal times ({ta!r}) have no noise increment")
-        # one rounding: the increment times sign / sqrt(dt), a binary64 value rounded to dtype
         trees = self.trees
-        factor = _round_to(trees[0].dtype, self.sign / math.sqrt(dt))
+        if not trees:  # a degenerate interval (zero increments) or an empty batch
+            return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        # one rounding: the increment times sign / sqrt(dt), a binary64 value rounded to dtype
+        factor = _round_to(self.tree_dtype, self.sign / math.sqrt(dt))
         if self.batched:
             first = trees[0]
             out = torch.empty(self.shape, dtype=first.dtype, device=first.device)
@@ -512,8 +546,9 @@ def default_noise_sampler(
     """Noise for ancestral samplers: a callable ``(sigma, sigma_next) -> tensor`` that returns
     fresh standard normal noise shaped like ``x`` on every call (the arguments are ignored),
     drawn from ``fastrand.Generator(seed, stream=ANCESTRAL_STREAM)``: the same sequence on every
-    device. ``seed``: an int, a list of ints (one generator per batch row, so a row does not
-    depend on the batch size) or None (one draw from torch's default generator).
+    device. ``seed``: an int, a sequence of ints as for ``BrownianTreeNoiseSampler`` (one
+    generator per batch row, so a row does not depend on the batch size) or None (one draw from
+    torch's default generator).
     """
     x = _tensor_arg(x)
     seeds, batched = _seeds_arg(seed, x)

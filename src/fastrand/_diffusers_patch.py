@@ -15,9 +15,13 @@ It also replaces diffusers' ``BrownianTreeNoiseSampler`` (defined in
 from fastrand's tree instead of torchsde (diffusers still imports torchsde for these modules).
 
 diffusers modules bind these objects by name (``from ...utils.torch_utils import randn_tensor``),
-which is why patching the one definition is not enough and each module is patched. A module
-re-executed by ``importlib.reload`` while a patch is in force is patched again (its fresh
-definitions become the originals that undoing puts back).
+which is why patching the one definition is not enough and each module is patched. Every
+diffusers definition of these names is replaced, not only the latest: after
+``importlib.reload`` of the defining module, other modules still hold the definition from
+before the reload (recognised by its module and qualified name). A module re-executed by
+``importlib.reload`` while a patch is in force is patched again. Undoing puts back in each
+module exactly the object it held; a module that bound the replacement by name while patched
+gets the defining module's current definition, as an unpatched import would have.
 
 Code that calls ``torch.randn``/``torch.rand``/``randn_like`` directly (a few schedulers do,
 e.g. the uniform draws of ``scheduling_amused``) keeps torch's numbers.
@@ -44,11 +48,13 @@ _DEFINED_IN = {"randn_tensor": _TORCH_UTILS, "BrownianTreeNoiseSampler": _SDE_MO
 _LOCK = threading.RLock()
 _ACTIVE: set[object] = set()  # tokens of the patches in force (handles and their blocks)
 _ORIGINAL = [None]  # diffusers' own randn_tensor (the last one seen; kept after undo)
-# attribute name -> diffusers' own object (the last one seen; kept after undo)
+# patched name -> the object its defining module holds (the last one seen; kept after undo)
 _ORIGINALS: dict[str, Any] = {}
-_REPLACEMENTS: dict[str, Any] = {}  # attribute name -> fastrand's replacement
-# id(module) -> (module, {attribute names we replaced})
-_REPLACED: dict[int, tuple[types.ModuleType, set[str]]] = {}
+# id -> (patched name, object) for every original seen in a defining module (kept alive here)
+_KNOWN: dict[int, tuple[str, Any]] = {}
+_REPLACEMENTS: dict[str, Any] = {}  # patched name -> fastrand's replacement
+# id(module) -> (module, {attribute: the object it held before the patch})
+_REPLACED: dict[int, tuple[types.ModuleType, dict[str, Any]]] = {}
 _FINDER: list[Any] = [None]  # the installed _PatchingFinder, or None
 
 
@@ -102,22 +108,31 @@ _REPLACEMENTS["randn_tensor"] = _REPLACEMENT
 
 def _sampler_replacement():
     """fastrand's BrownianTreeNoiseSampler under diffusers' name (a subclass, so that undoing
-    recognises exactly what the patch put in place). Call with _LOCK held."""
-    cls = _REPLACEMENTS.get("BrownianTreeNoiseSampler")
-    if cls is None:
-        from ._brownian import BrownianTreeNoiseSampler as base
+    recognises exactly what the patch put in place)."""
+    with _LOCK:
+        cls = _REPLACEMENTS.get("BrownianTreeNoiseSampler")
+        if cls is None:
+            from ._brownian import BrownianTreeNoiseSampler as base
 
-        cls = type(
-            "BrownianTreeNoiseSampler",
-            (base,),
-            {
-                "__module__": __name__,
-                "__doc__": "diffusers' BrownianTreeNoiseSampler answered by fastrand's "
-                "(same arguments); installed by fastrand.patch_diffusers().",
-            },
-        )
-        _REPLACEMENTS["BrownianTreeNoiseSampler"] = cls
-    return cls
+            cls = type(
+                "BrownianTreeNoiseSampler",
+                (base,),
+                {
+                    "__module__": __name__,
+                    "__doc__": "diffusers' BrownianTreeNoiseSampler answered by fastrand's "
+                    "(same arguments); installed by fastrand.patch_diffusers().",
+                },
+            )
+            _REPLACEMENTS["BrownianTreeNoiseSampler"] = cls
+        return cls
+
+
+def __getattr__(name: str) -> Any:
+    # the replacement class is made on first use (this module does not import torch); pickle
+    # finds it here by its qualified name, so a patched scheduler's sampler pickles
+    if name == "BrownianTreeNoiseSampler":
+        return _sampler_replacement()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,58 +151,71 @@ def _learn_originals(module):
         if value is None or value is _REPLACEMENTS.get(attr) or not callable(value):
             continue
         _ORIGINALS[attr] = value
+        _KNOWN[id(value)] = (attr, value)
         if attr == "randn_tensor":
             _ORIGINAL[0] = value
 
 
-def _swaps():
-    """id(original) -> (original, replacement) for each known original."""
-    out = {}
-    for attr, original in _ORIGINALS.items():
-        replacement = _REPLACEMENTS.get(attr)
-        if replacement is not None:
-            out[id(original)] = (original, replacement)
-    return out
+def _original_name(value):
+    """The patched name of which value is a diffusers definition, or None: an object seen in
+    its defining module, or a function or class defined there under that name (one from
+    before an importlib.reload of that module, still bound by name elsewhere)."""
+    known = _KNOWN.get(id(value))
+    if known is not None and known[1] is value:
+        return known[0]
+    if isinstance(value, (types.FunctionType, type)):
+        name = value.__qualname__
+        if _DEFINED_IN.get(name) == value.__module__:
+            return name
+    return None
+
+
+def _replacement_name(value):
+    for name, replacement in _REPLACEMENTS.items():
+        if value is replacement:
+            return name
+    return None
 
 
 def _patch_module(module):
-    """Replaces diffusers' originals in one module; records what it replaced."""
+    """Replaces diffusers' originals in one module; records what each attribute held."""
     d = getattr(module, "__dict__", None)
     if not isinstance(d, dict):
         return
-    swaps = _swaps()
-    if not swaps:
-        return
-    replacements = {id(r) for _, r in swaps.values()}
     for attr, value in list(d.items()):
-        swap = swaps.get(id(value))
-        if swap is not None and swap[0] is value:
-            setattr(module, attr, swap[1])
-        elif id(value) not in replacements:
+        name = _original_name(value)
+        if name is not None:
+            replacement = _REPLACEMENTS.get(name)
+            if replacement is None:
+                continue
+            setattr(module, attr, replacement)
+            _REPLACED.setdefault(id(module), (module, {}))[1][attr] = value
             continue
-        # either replaced just now, or bound by name from an already patched module
-        # (e.g. `from ...utils.torch_utils import randn_tensor` after torch_utils was patched)
-        _REPLACED.setdefault(id(module), (module, set()))[1].add(attr)
+        name = _replacement_name(value)
+        original = None if name is None else _ORIGINALS.get(name)
+        if original is not None:
+            # bound by name from an already patched module (e.g. `from ...utils.torch_utils
+            # import randn_tensor` after torch_utils was patched): undo gives it the current
+            # definition, unless it was recorded holding another one before
+            _REPLACED.setdefault(id(module), (module, {}))[1].setdefault(attr, original)
 
 
-def _unpatch_module(module, attrs=None):
-    """Puts diffusers' originals back where this module holds a replacement."""
+def _unpatch_module(module, held=None):
+    """Puts diffusers' originals back where this module holds a replacement: what it held
+    (``held``: attribute -> object), else the defining module's current definition."""
     d = getattr(module, "__dict__", None)
     if not isinstance(d, dict):
         return
-    back = {}
-    for attr, replacement in _REPLACEMENTS.items():
-        original = _ORIGINALS.get(attr)
-        if original is not None:
-            back[id(replacement)] = (replacement, original)
-    if not back:
-        return
-    names = list(d) if attrs is None else attrs
-    for attr in names:
-        value = d.get(attr)
-        swap = back.get(id(value))
-        if swap is not None and swap[0] is value:  # something else put there since: left alone
-            setattr(module, attr, swap[1])
+    if held is None:
+        held = {}
+        for attr, value in d.items():
+            name = _replacement_name(value)
+            if name is not None and _ORIGINALS.get(name) is not None:
+                held[attr] = _ORIGINALS[name]
+    for attr, original in held.items():
+        # only where the replacement still is (something else put there since: left alone)
+        if _replacement_name(d.get(attr)) is not None:
+            setattr(module, attr, original)
 
 
 def _diffusers_modules():
@@ -205,6 +233,8 @@ def _after_import(name, module):
             targets.append(current)
         for m in targets:
             _learn_originals(m)
+            # (re-)executed: what it held before is gone; a reload binds afresh
+            _REPLACED.pop(id(m), None)
             if _ACTIVE:
                 _patch_module(m)
             else:  # undone while this module was executing
@@ -282,9 +312,8 @@ class _PatchingFinder:
 
 # --------------------------------------------------------------------------------------------
 # install / uninstall (call with _LOCK held)
-def _install(original):
-    _ORIGINAL[0] = original
-    _ORIGINALS["randn_tensor"] = original
+def _install(torch_utils):
+    _learn_originals(torch_utils)
     _sampler_replacement()
     sde = sys.modules.get(_SDE_MODULE)
     if sde is not None:  # not imported yet: the import hook learns it when it is
@@ -305,8 +334,8 @@ def _uninstall():
             sys.meta_path.remove(finder)
         except ValueError:  # removed by someone else
             pass
-    for module, attrs in list(_REPLACED.values()):
-        _unpatch_module(module, attrs)
+    for module, held in list(_REPLACED.values()):
+        _unpatch_module(module, held)
     _REPLACED.clear()
     # modules that bound the replacement by name outside the import hook (e.g. diffusers'
     # dynamic modules, loaded with spec_from_file_location) got it only because of the patch
@@ -332,10 +361,7 @@ def _acquire():
 
     with _LOCK:
         current = torch_utils.__dict__.get("randn_tensor")
-        if current is _REPLACEMENT:
-            original = _ORIGINAL[0]
-        else:
-            original = current
+        original = _ORIGINAL[0] if current is _REPLACEMENT else current
         if original is None or not callable(original):
             raise ImportError(
                 f"fastrand.patch_diffusers(): {_TORCH_UTILS} has no "
@@ -343,7 +369,7 @@ def _acquire():
             )
         token = object()
         _ACTIVE.add(token)
-        _install(original)
+        _install(torch_utils)
     return token
 
 
