@@ -367,8 +367,12 @@ def test_sampler_batch_size_independence_and_dtypes():
     assert not np.array_equal(bits(a[0]), bits(a[1]))
     half = fastrand.BrownianTreeNoiseSampler(x3.half(), 0.1, 10.0, seed=[3, 4, 5])(7.0, 3.0)
     assert half.dtype == torch.float16 and torch.equal(half, a.half())
+    bf16 = fastrand.BrownianTreeNoiseSampler(x3.bfloat16(), 0.1, 10.0, seed=[3, 4, 5])(7.0, 3.0)
+    assert bf16.dtype == torch.bfloat16 and torch.equal(bf16, a.bfloat16())
     f64 = fastrand.BrownianTreeNoiseSampler(x3.double(), 0.1, 10.0, seed=[3, 4, 5])(7.0, 3.0)
     assert f64.dtype == torch.float64
+    # (as the README says: float64 x has a float64 tree, not the float32 noise widened)
+    assert not torch.equal(f64.float(), a)
     cpu = fastrand.BrownianTreeNoiseSampler(x3, 0.1, 10.0, seed=[3, 4, 5], cpu=True)(7.0, 3.0)
     assert np.array_equal(bits(cpu), bits(a))
 
