@@ -1251,3 +1251,90 @@ def test_slice_refused_on_a_device_advances_nothing(monkeypatch):
             _C.DT_FLOAT32,
         )
     assert g.get_offset() == 0 and calls == [(0, _C.KIND_NORMAL, _C.DT_FLOAT32, "box")]
+
+
+# ---- on a GPU: the known-answer check, lazy groups, PTX, fork -------------------------------
+@needs_gpu
+def test_backend_known_answer_check_passed_and_reported(backend):
+    info = _cuda.devices_info()[f"cuda:{torch.cuda.current_device()}"]
+    assert info["backend"] == backend and info["reason"] == ""
+    results = info["probe"]
+    if backend == "aot":
+        assert results["aot"].startswith("passed (") and "cases" in results["aot"]
+    else:
+        assert results["probe"].startswith("passed (")
+    assert fastrand.build_info()["cuda_devices"][f"cuda:{torch.cuda.current_device()}"] == info
+
+
+@needs_gpu
+def test_backend_known_answer_check_catches_a_wrong_kernel(backend, monkeypatch):
+    """The check compares bits: a launcher that writes other values is caught and named."""
+    index = torch.cuda.current_device()
+    launcher = "fill_cuda" if backend == "aot" else "drv_fill"
+    real = getattr(_C, launcher)
+
+    def off_by_one_seed(ptr, n, kind, code, seed, *rest):
+        return real(ptr, n, kind, code, seed + 1, *rest)
+
+    monkeypatch.setattr(_C, launcher, off_by_one_seed)
+    groups = _cuda.groups() if backend == "aot" else ["normal/float32"]
+    with pytest.raises(
+        _cuda.Unusable, match=r"known-answer check failed: normal/float32 .*value 0"
+    ):
+        _cuda._probe.check(index, backend, groups)
+
+
+@needs_gpu
+def test_backend_nvrtc_loads_only_the_groups_a_draw_needs(backend):
+    if backend != "nvrtc":
+        pytest.skip("NVRTC groups")
+    index = torch.cuda.current_device()
+    assert _cuda._common.GROUPS[index] == {"probe"}
+    fastrand.randn(10, generator=fastrand.Generator(1), device="cuda")
+    assert _cuda._common.GROUPS[index] == {"probe", "normal/float32"}
+    fastrand.randn_slice((4, 8), (slice(1, 3), slice(2, 5)), generator=fastrand.Generator(1),
+                         dtype=torch.float16, device="cuda")  # fmt: skip
+    assert _cuda._common.GROUPS[index] == {"probe", "normal/float32", "normal/float16", "box"}
+
+
+@needs_gpu
+def test_backend_ptx_for_a_gpu_newer_than_nvrtc(backend, monkeypatch, tmp_path):
+    """The PTX path (a GPU newer than every arch NVRTC knows): PTX of an older arch, JIT-compiled
+    by the driver, checked, and drawing the same bits."""
+    if backend != "nvrtc":
+        pytest.skip("NVRTC only")
+    cap = _cuda._common.capability(torch.cuda.current_device())
+    monkeypatch.setenv(_cuda.ENV_CACHE, str(tmp_path / "c"))
+    monkeypatch.setattr(_cuda._nvrtc, "target_arch", lambda c, nv=None: _cuda.Target(75, True))
+    monkeypatch.setattr(_cuda._cache, "cached_without_nvrtc", lambda c, g: None)
+    _cuda.reset()
+    assert cap >= 75 and _cuda.device_backend(torch.cuda.current_device()) == "nvrtc"
+    got = draw("normal", 5000, 8, 1, 3, "bfloat16", device="cuda")
+    assert np.array_equal(bits(got), bits(draw("normal", 5000, 8, 1, 3, "bfloat16")))
+    assert all(c.ptx for c in _cuda._common.LOADED.values())
+
+
+FORK_CHILD = r"""
+import os, sys, torch, fastrand
+from fastrand import _cuda
+fastrand.randn(10, device="cuda")  # the parent readies the device
+pid = os.fork()
+if pid == 0:
+    try:
+        assert not _cuda._common.DEVICE_BACKEND
+        fastrand.randn(10, device="cuda")
+        os._exit(3)  # torch let the child use CUDA: not expected after the parent's init
+    except RuntimeError as e:
+        os._exit(0 if "fork" in str(e).lower() or "CUDA" in str(e) else 4)
+_, status = os.waitpid(pid, 0)
+print("CHILD", os.WEXITSTATUS(status))
+"""
+
+
+@needs_gpu
+def test_backend_fork_child_gets_torchs_error(backend):
+    got = subprocess.run(
+        [sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=120,
+        env=env(**{_cuda.ENV_BACKEND: backend}),
+    )  # fmt: skip
+    assert got.returncode == 0 and "CHILD 0" in got.stdout, got.stdout + got.stderr

@@ -69,7 +69,7 @@ def cubins(nvrtc: Nvrtc, archs) -> dict[int, tuple[bytes, str]]:
 def test_embedded_sources_are_csrc_files():
     sources = _C.kernel_sources()
     assert _C.KERNEL_MAIN in sources
-    assert set(sources) == {"fastrand_kernels.cuh", "fastrand_stream.h"}
+    assert set(sources) == {"fastrand_kernels.cuh", "fastrand_stream.h", "math_probe.h"}
     for name, text in sources.items():
         with open(os.path.join(CSRC, name), encoding="utf-8", newline="") as f:
             assert f.read() == text, f"{name}: the build embedded other bytes (rebuild _C)"
@@ -81,7 +81,8 @@ def test_embedded_sources_are_csrc_files():
 
 def test_kernel_names():
     names = list(_C.KERNEL_NAMES)
-    assert len(names) == len(set(names)) == 73
+    assert len(names) == len(set(names)) == 74  # 73 stream kernels and the math probe
+    assert names[-1] == "fr_probe"
     src = _C.kernel_sources()[_C.KERNEL_MAIN]
     assert "fr_advance_state" in names
     for op in ("normal_f32", "normal_bf16", "normal_f64", "uniform_f16", "words_u32"):
