@@ -3,6 +3,7 @@ the warmup CLI and the capture rule run without a GPU; the draws of both backend
 are checked against the CPU on a GPU (skipped without one)."""
 
 import collections
+import ctypes
 import hashlib
 import json
 import os
@@ -1338,3 +1339,50 @@ def test_backend_fork_child_gets_torchs_error(backend):
         env=env(**{_cuda.ENV_BACKEND: backend}),
     )  # fmt: skip
     assert got.returncode == 0 and "CHILD 0" in got.stdout, got.stdout + got.stderr
+
+
+class _CpuLaunchers:
+    """The known-answer check's launcher interface served by the CPU path: the check's own
+    bookkeeping (cases, expectations, state offsets, bit comparison) runs without a GPU. `wrong`
+    names a launcher that writes something else."""
+
+    device = torch.device("cpu")
+    index = 0
+
+    def __init__(self, wrong=None):
+        self.wrong = wrong
+
+    def fill(self, p, n, k, c, o, v):
+        seed = _cuda._probe.SEED + (self.wrong == "fill" and v == 8)  # one shape off
+        _C.fill_cpu(p, n, k, c, seed, _cuda._probe.STREAM, o, 1)
+
+    def state(self, p, n, k, c, st):
+        t = (ctypes.c_int64 * 3).from_address(st)
+        seed, stream, offset = (int(x) % U64 for x in t)
+        _C.fill_cpu(p, n, k, c, seed, stream, offset, 1)
+        end = fastrand._generator.next_offset(offset, n, c == _C.DT_FLOAT64)
+        end += self.wrong == "advance"
+        t[2] = end - U64 if end >= 1 << 63 else end
+
+    def box(self, p, k, c, o, b, sz, gs):
+        o += self.wrong == "box"
+        _C.fill_box_cpu(p, k, c, _cuda._probe.SEED, _cuda._probe.STREAM, o, b, sz, gs, 1)
+
+    def probe(self, w, p, f, n):
+        _C.probe_cpu(w, p, f + (self.wrong == "probe"), n, 1)
+
+
+def test_known_answer_check_bookkeeping_on_the_cpu():
+    """Every group's cases, through CPU launchers: all pass; each kind of wrong launcher is
+    caught, with the case and the first differing value named."""
+    n = _cuda._probe.check(0, "test", _cuda.groups(), _CpuLaunchers())
+    assert n == 345  # the cases named in _probe.py
+    for wrong, where in [
+        ("fill", "variant 8"),
+        ("advance", "(new offset)"),
+        ("box", "box normal/float32"),
+        ("probe", "probe 0"),
+    ]:
+        with pytest.raises(_cuda.Unusable, match=re.escape(where)) as e:
+            _cuda._probe.check(0, "test", _cuda.groups(), _CpuLaunchers(wrong))
+        assert re.search(r"value \d+ is [0-9a-f]+, the CPU gives [0-9a-f]+", str(e.value))

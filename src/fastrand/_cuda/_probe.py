@@ -2,8 +2,8 @@
 requests there and every bit is compared with the CPU path (itself checked against the NumPy
 reference by the test suite).
 
-What runs (each group when it is loaded; the AOT build checks all at once, ~400 launches, a few
-milliseconds): every op's plain fill in every launch shape (launch_plan.cpp's variants) at
+What runs (each group when it is loaded; the AOT build checks all at once: about 350 small
+launches and one copy back): every op's plain fill in every launch shape at
 aligned and unaligned starts, a misaligned output, a block counter whose low word carries and a
 position that wraps past 2^64; the CUDA-graph state fill of every op and the advance it writes;
 the box fill of every op with short rows, one-value rows at a wrapping offset and long rows; and
@@ -29,12 +29,15 @@ SEED = 0x9E3779B97F4A7C15
 STREAM = 0x243F6A8885A308D3
 # (offset, n, output shift in elements)
 FILL_CASES = [
-    (0, 9001, 0),  # whole aligned blocks (vector stores, unrolled steps) and a tail
+    (0, 4500, 0),  # whole aligned blocks (vector stores, a whole unrolled step) and a tail
     (3, 700, 0),  # a start inside a block
     (0, 333, 1),  # an output not aligned for vector stores
     ((1 << 34) - 37, 150, 0),  # the block counter's low word carries
     (U64 - 41, 120, 0),  # positions wrap past 2^64
 ]
+# launch_plan.cpp's variants that select each of the six launch shapes: n1_256, w1_256, n2_256,
+# n1_128, n1_512, n4_256 (the others differ only in the grid)
+FILL_VARIANTS = (0, 1, 3, 4, 5, 8)
 STATE_CASES = [(5, 257), (U64 - 7, 33)]  # (offset, n)
 BOX_CASES = [  # (offset, base, sizes, gstrides)
     (11, 7, [3, 4, 5], [200, 37, 1]),  # short rows
@@ -61,6 +64,7 @@ class _Launchers:
     def __init__(self, backend: str, index: int):
         s = _raw_stream(index)
         self.index = index
+        self.device = torch.device("cuda", index)
         if backend == "aot":
             self.fill = lambda p, n, k, c, o, v: _C.fill_cuda(
                 p, n, k, c, SEED, STREAM, o, index, s, v
@@ -85,9 +89,13 @@ def _const(t: torch.Tensor) -> Callable[[], torch.Tensor]:
     return lambda: t
 
 
-def _cases(group: str, L: _Launchers) -> list[tuple[str, torch.Tensor, Callable[[], Any]]]:
+def _i64(v: int) -> int:
+    return v - U64 if v >= 1 << 63 else v
+
+
+def _cases(group: str, L: Any) -> list[tuple[str, torch.Tensor, Callable[[], Any]]]:
     """(name, device output, CPU expectation) of a group's cases, launched (asynchronously)."""
-    dev = torch.device("cuda", L.index)
+    dev = L.device
     threads = 1
     out: list[tuple[str, torch.Tensor, Callable[[], Any]]] = []
 
@@ -119,13 +127,14 @@ def _cases(group: str, L: _Launchers) -> list[tuple[str, torch.Tensor, Callable[
         for kind, code in K.OPS:
             for offset, n in STATE_CASES:
                 t = torch.empty(n, dtype=_TORCH[code], device=dev)
-                signed = offset - U64 if offset >= 1 << 63 else offset
-                st = torch.tensor([SEED - U64, STREAM - U64, signed], dtype=torch.int64, device=dev)
+                st = torch.tensor(
+                    [_i64(SEED), _i64(STREAM), _i64(offset)], dtype=torch.int64, device=dev
+                )
                 L.state(t.data_ptr(), n, kind, code, st.data_ptr())
                 name = f"state {K.op_group(kind, code)} offset {offset:#x} n {n}"
                 out.append((name, t, cpu_fill(n, kind, code, offset)))
                 end = next_offset(offset, n, code == _C.DT_FLOAT64)
-                want = torch.tensor([end - U64 if end >= 1 << 63 else end], dtype=torch.int64)
+                want = torch.tensor([_i64(end)], dtype=torch.int64)
                 out.append((name + " (new offset)", st[2:], _const(want)))
         return out
     if group == K.BOX:
@@ -148,7 +157,7 @@ def _cases(group: str, L: _Launchers) -> list[tuple[str, torch.Tensor, Callable[
                 out.append((name, t, exp))
         return out
     kind, code = K.OPS[[K.op_group(k, d) for k, d in K.OPS].index(group)]
-    for variant in range(_C.cuda_variant_count()):
+    for variant in FILL_VARIANTS:
         for offset, n, shift in FILL_CASES:
             buf = torch.empty(n + shift, dtype=_TORCH[code], device=dev)
             t = buf[shift:]
@@ -158,28 +167,39 @@ def _cases(group: str, L: _Launchers) -> list[tuple[str, torch.Tensor, Callable[
     return out
 
 
-def check(index: int, backend: str, groups: list[str]) -> int:
+def _value(b: torch.Tensor, i: int, width: int) -> int:
+    """Value i of a byte tensor of `width`-byte values, as an unsigned integer."""
+    return int.from_bytes(bytes(b[i * width : (i + 1) * width].tolist()), "little")
+
+
+def check(index: int, backend: str, groups: list[str], launchers: Any = None) -> int:
     """Runs the known-answer cases of `groups` on cuda:index through `backend`'s launchers
-    ("aot" or "nvrtc") and compares every bit with the CPU; returns the number of cases, or
-    raises Unusable naming the first differing value (or the failed launch)."""
-    L = _Launchers(backend, index)
+    ("aot" or "nvrtc"; or `launchers`, an object like _Launchers, for tests) and compares every
+    bit with the CPU; returns the number of cases, or raises Unusable naming the first
+    differing value (or the failed launch)."""
+    L = launchers or _Launchers(backend, index)
     try:
-        with torch.cuda.device(index):
+        if L.device.type == "cuda":
+            with torch.cuda.device(index):
+                cases = [c for g in groups for c in _cases(g, L)]
+                torch.cuda.synchronize(index)
+        else:
             cases = [c for g in groups for c in _cases(g, L)]
-            torch.cuda.synchronize(index)
-            got = [(name, t.cpu(), exp) for name, t, exp in cases]
+        # one copy back: every output's bytes side by side
+        flat = torch.cat([t.reshape(-1).view(torch.uint8) for _, t, _ in cases]).cpu()
     except RuntimeError as e:
         raise Unusable(f"a known-answer launch failed: {e}") from None
-    for name, host, exp in got:
-        want = exp()
-        a = host.view(_INT[host.element_size()]).reshape(-1)
-        b = want.view(_INT[want.element_size()]).reshape(-1)
-        if not torch.equal(a, b):
-            bad = int((a != b).nonzero()[0])
-            width = 2 * host.element_size()
-            mask = (1 << (8 * host.element_size())) - 1
+    at = 0
+    for name, t, exp in cases:
+        width = t.element_size()
+        got = flat[at : at + t.numel() * width]
+        at += len(got)
+        want = exp().reshape(-1).view(torch.uint8)
+        if not torch.equal(got, want):
+            bad = int((got != want).nonzero()[0]) // width
+            g, w = (_value(x, bad, width) for x in (got, want))
             raise Unusable(
-                f"known-answer check failed: {name}: value {bad} is "
-                f"{int(a[bad]) & mask:0{width}x}, the CPU gives {int(b[bad]) & mask:0{width}x}"
+                f"known-answer check failed: {name}: value {bad} is {g:0{2 * width}x}, "
+                f"the CPU gives {w:0{2 * width}x}"
             )
-    return len(got)
+    return len(cases)
