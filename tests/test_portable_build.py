@@ -6,7 +6,7 @@ stream v1) bit for bit.
 The aarch64 core is the package's own dispatch, worker pool, fill and box loops
 (tests/native/cpu_core_run.cpp drives backend.h), with its NEON and scalar paths, compiled with
 setup.py's host flags. A negative control recompiles the NEON and scalar loops with
--ffp-contract=fast (GCC's default in GNU mode on aarch64) and requires these tests to see it."""
+-ffp-contract=fast (g++'s default, even with -std=c++17) and requires these tests to see it."""
 
 import hashlib
 import json
@@ -416,8 +416,8 @@ def test_aarch64_transform_edges(core):
 
 
 def test_aarch64_contraction_is_caught(core):
-    """Negative control: the NEON and scalar fill loops built with -ffp-contract=fast (GCC's
-    default in GNU mode, which fuses a * b + c into one fma on aarch64) give other float64
+    """Negative control: the NEON and scalar fill loops built with -ffp-contract=fast (g++'s
+    default for C++, which fuses a * b + c into one fma on aarch64) give other float64
     normals, and these tests see it on both paths; with setup.py's -ffp-contract=off the same
     cases pass. (GCC finds nothing to fuse in the float32 math: every product there feeds a
     multiply or an explicit fma, so those bits do not change.)"""
