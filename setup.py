@@ -51,21 +51,21 @@ HOST_FLAGS = [
     "-fvisibility=hidden",
     "-fPIC",
 ]
-IS_X86 = platform.machine().lower() in ("x86_64", "amd64")
-ISA_FLAGS = {
-    "cpu_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
-    "cpu_avx512.cpp": [
-        "-mavx2",
-        "-mfma",
-        "-mf16c",
-        "-mavx512f",
-        "-mavx512dq",
-        "-mavx512bw",
-        "-mavx512vl",
-    ],
+# Per-ISA CPU sources, by target architecture: each is compiled only for its architecture, with
+# its own flags. The x86-64 paths are chosen at run time by CPUID; NEON (Advanced SIMD) is part of
+# every AArch64 core, so its sources need no flag (the baseline -march keeps the build portable).
+_X86_AVX2 = ["-mavx2", "-mfma", "-mf16c"]
+_X86_AVX512 = _X86_AVX2 + ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl"]
+ISA_SOURCES = {
+    "x86_64": {
+        "cpu_avx2.cpp": _X86_AVX2,
+        "cpu_avx512.cpp": _X86_AVX512,
+        "cpu_box_avx2.cpp": _X86_AVX2,  # the region-draw loops
+        "cpu_box_avx512.cpp": _X86_AVX512,
+    },
+    "aarch64": {"cpu_neon.cpp": [], "cpu_box_neon.cpp": []},
 }
-ISA_FLAGS["cpu_box_avx2.cpp"] = ISA_FLAGS["cpu_avx2.cpp"]  # the region-draw loops
-ISA_FLAGS["cpu_box_avx512.cpp"] = ISA_FLAGS["cpu_avx512.cpp"]
+ISA_FLAGS = {name: flags for srcs in ISA_SOURCES.values() for name, flags in srcs.items()}
 # pieces of the flags that would break bit-identity (GCC/Clang and nvcc fast-math, -O fast,
 # fast contraction): no compile command may contain them
 FORBIDDEN = ("fast-math", "Ofast", "fast_math", "fp-contract=fast")
@@ -73,6 +73,42 @@ FORBIDDEN = ("fast-math", "Ofast", "fast_math", "fp-contract=fast")
 
 def log(msg):
     print(f"fastrand build: {msg}", file=sys.stderr, flush=True)
+
+
+def macos_arch_flags():
+    """macOS: ["-arch", A] for the one architecture to build (ARCHFLAGS, else the running
+    Python's), for the compiles and the link (which would otherwise take the interpreter's
+    universal2 -arch pair). The per-ISA kernels differ by architecture, so a universal2 build
+    is refused with a clear message. Elsewhere: no flags (the compiler's own target)."""
+    if sys.platform != "darwin":
+        return []
+    archs = set(re.findall(r"-arch\s+(\S+)", os.environ.get("ARCHFLAGS", "")))
+    if len(archs) > 1:
+        raise RuntimeError(
+            f"ARCHFLAGS names several architectures ({' '.join(sorted(archs))}); fastrand builds "
+            "one at a time: set ARCHFLAGS='-arch arm64' or ARCHFLAGS='-arch x86_64'"
+        )
+    return ["-arch", archs.pop() if archs else platform.machine()]
+
+
+def target_arch(cxx, arch_flags):
+    """'x86_64', 'aarch64' or another name: the architecture `cxx` compiles for, read from its
+    predefined macros (right for cross compilers and -arch), else from this machine."""
+    try:
+        macros = subprocess.run(
+            [cxx, *arch_flags, "-dM", "-E", "-x", "c++", os.devnull],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        macros = ""
+    if re.search(r"^#define __x86_64__ ", macros, re.M):
+        return "x86_64"
+    if re.search(r"^#define __aarch64__ ", macros, re.M):
+        return "aarch64"
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
 def _toolkit_nvcc():
@@ -245,19 +281,24 @@ class BuildExt(build_ext):
         cxx = os.environ.get("CXX") or self.compiler.compiler_so[0]
         if cxx in ("gcc", "cc"):
             cxx = "g++"
+        arch_flags = macos_arch_flags()
+        arch = target_arch(cxx, arch_flags)
+        isa_sources = ISA_SOURCES.get(arch, {})
+        log(f"CPU target {arch}: per-ISA sources {', '.join(isa_sources) or 'none (scalar only)'}")
 
         jobs = []
         for src in ext.sources:
             name = os.path.basename(src)
             if name.endswith(".cu"):
                 continue
-            if name in ISA_FLAGS and not IS_X86:
-                continue
+            if name in ISA_FLAGS and name not in isa_sources:
+                continue  # another architecture's path
             obj = os.path.join(self.build_temp, name + ".o")
             cmd = (
                 [cxx]
                 + HOST_FLAGS
-                + ISA_FLAGS.get(name, [])
+                + arch_flags
+                + isa_sources.get(name, [])
                 + [f"-D{k}={v}" for k, v in defines]
                 + [f"-I{i}" for i in includes]
                 + ["-c", src, "-o", obj]
@@ -300,6 +341,7 @@ class BuildExt(build_ext):
             objects = list(ex.map(run, jobs))
 
         libs, libdirs, extra = [], [], []
+        extra += arch_flags  # macOS: the linker drops its own -arch flags for these
         if cuda:
             libdirs.append(cuda["libdir"])
             libs += ["cudart_static", "dl", "rt", "pthread"]
@@ -330,9 +372,11 @@ SOURCES = [
         "cpu_box_scalar.cpp",
         "cpu_box_avx2.cpp",
         "cpu_box_avx512.cpp",
+        "cpu_box_neon.cpp",
         "cpu_scalar.cpp",
         "cpu_avx2.cpp",
         "cpu_avx512.cpp",
+        "cpu_neon.cpp",
         "cuda_kernel.cu",
     )
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -243,6 +244,11 @@ def run(args):
         )
         print()
 
+    paths = path_table(rows, isas)
+    if paths:
+        C.print_table(paths, PATH_COLUMNS, title=PATH_TITLE)
+        print()
+
     summary = make_summary(rows, isas, thread_counts, default_isa)
     os.makedirs(args.out, exist_ok=True)
     C.write_json(
@@ -255,6 +261,7 @@ def run(args):
             "timing": tkw,
             "results": rows,
             "stages": stages,
+            "paths": paths,
             "summary": summary,
         },
     )
@@ -314,6 +321,45 @@ def stage_table(rows, isas):
             d["threads"],
         )
     )
+    return out
+
+
+# Each CPU path on one thread against the portable scalar loop: on ARM the NEON rows, whose
+# ns/value times the clock (GHz) compares with the README's llvm-mca estimate in cycles/value.
+PATH_TITLE = "CPU paths, 2^22 normals, 1 thread (x scalar: the portable loop's time / the path's)"
+PATH_COLUMNS = [
+    ("isa", "path"),
+    ("arch", "arch"),
+    ("dtype", "dtype"),
+    ("ns_per_value", "ns/value"),
+    ("vs_scalar", "x scalar"),
+]
+
+
+def path_table(rows, isas):
+    out = []
+    for dtype in ("float32", "float64"):
+        ns = {
+            r["isa"]: r["ns_per_value"]
+            for r in rows
+            if r["isa"]
+            and r["kind"] == "normal"
+            and r["dtype"] == dtype
+            and r["threads"] == 1
+            and tuple(r["shape_tuple"]) == REF_SHAPE
+        }
+        for isa in isas:
+            if isa in ns:
+                scalar = ns.get("scalar")
+                out.append(
+                    {
+                        "isa": isa,
+                        "arch": platform.machine(),
+                        "dtype": dtype,
+                        "ns_per_value": ns[isa],
+                        "vs_scalar": scalar / ns[isa] if scalar else None,
+                    }
+                )
     return out
 
 

@@ -43,8 +43,8 @@ void cpu_fill(const Request& r, int threads);
 // CPU region draw: n = box's numel values of r, the box's global values in row-major order
 // (threads as cpu_fill; the last dimension must have gstride 1).
 void cpu_fill_box(const Request& r, const Box& box, int threads);
-// The CPU code paths this build and processor offer ("scalar", "avx2", "avx512"), and the one
-// in use ($FASTRAND_CPU_ISA or the best available).
+// The CPU code paths this build and processor offer ("scalar", "avx2", "avx512", "neon"), and
+// the one in use ($FASTRAND_CPU_ISA or the best available).
 std::vector<std::string> cpu_isa_available();
 std::string cpu_isa_selected();
 // Non-empty when $FASTRAND_CPU_ISA (read once, at the first selection) names no CPU path at all,

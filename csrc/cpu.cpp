@@ -19,6 +19,10 @@ void cpu_fill_piece_avx2(const Request& r, uint64_t first, uint64_t count);
 void cpu_fill_piece_avx512(const Request& r, uint64_t first, uint64_t count);
 void cpu_transform_blocks_avx2(int, int, const uint32_t*, void*, uint64_t);
 void cpu_transform_blocks_avx512(int, int, const uint32_t*, void*, uint64_t);
+#elif defined(__aarch64__) || defined(_M_ARM64)
+#define FR_ARM64 1
+void cpu_fill_piece_neon(const Request& r, uint64_t first, uint64_t count);
+void cpu_transform_blocks_neon(int, int, const uint32_t*, void*, uint64_t);
 #endif
 
 namespace {
@@ -43,6 +47,9 @@ std::vector<Isa> available_isas() {
   if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
     v.push_back({"avx512", cpu_fill_piece_avx512, cpu_transform_blocks_avx512});
+#elif defined(FR_ARM64)
+  // Advanced SIMD is part of every AArch64 core: nothing to check at run time.
+  v.push_back({"neon", cpu_fill_piece_neon, cpu_transform_blocks_neon});
 #endif
   return v;
 }
@@ -53,7 +60,7 @@ const std::vector<Isa>& isas() {
 }
 
 // The names $FASTRAND_CPU_ISA may hold, whether or not this build and processor offer them.
-constexpr const char* KNOWN_ISAS[] = {"scalar", "avx2", "avx512"};
+constexpr const char* KNOWN_ISAS[] = {"scalar", "avx2", "avx512", "neon"};
 
 struct InitialIsa {
   int index;

@@ -13,6 +13,9 @@ void cpu_fill_box_piece_scalar(const Request& r, const Box& box, uint64_t first,
 #define FR_BOX_X86 1
 void cpu_fill_box_piece_avx2(const Request& r, const Box& box, uint64_t first, uint64_t count);
 void cpu_fill_box_piece_avx512(const Request& r, const Box& box, uint64_t first, uint64_t count);
+#elif defined(__aarch64__) || defined(_M_ARM64)
+#define FR_BOX_ARM64 1
+void cpu_fill_box_piece_neon(const Request& r, const Box& box, uint64_t first, uint64_t count);
 #endif
 
 namespace {
@@ -25,6 +28,8 @@ BoxPieceFn selected_box_fn() {
   const std::string isa = cpu_isa_selected();
   if (isa == "avx512") return cpu_fill_box_piece_avx512;
   if (isa == "avx2") return cpu_fill_box_piece_avx2;
+#elif defined(FR_BOX_ARM64)
+  if (cpu_isa_selected() == "neon") return cpu_fill_box_piece_neon;
 #endif
   return cpu_fill_box_piece_scalar;
 }

@@ -1,12 +1,12 @@
 // The CPU region-draw loop, included once per instruction set (cpu_box_scalar.cpp,
-// cpu_box_avx2.cpp, cpu_box_avx512.cpp) with its own FR_ISA_NS, like cpu_kernel.h, whose fill
-// loops it reuses. A piece of a Box (backend.h) is whole rows between at most two partial ones;
-// the partial rows and long rows are plain requests (fill_range). Short rows go by runs: the
-// consecutive rows along the innermost outer dimension. On the SIMD paths a run's rows are split
-// into phase classes (rows whose first position has the same remainder modulo 4, one class when
-// the run's row step is whole blocks); the blocks a class's rows touch, numbered row by row, are
-// one stream of "compacted" blocks that the lanes walk as the contiguous fill walks consecutive
-// blocks, each lane's block index computed by vector adds (RowCounter). Then:
+// cpu_box_avx2.cpp, cpu_box_avx512.cpp, cpu_box_neon.cpp) with its own FR_ISA_NS, like
+// cpu_kernel.h, whose fill loops it reuses. A piece of a Box (backend.h) is whole rows between at
+// most two partial ones; the partial rows and long rows are plain requests (fill_range). Short rows
+// go by runs: the consecutive rows along the innermost outer dimension. On the SIMD paths a run's
+// rows are split into phase classes (rows whose first position has the same remainder modulo 4, one
+// class when the run's row step is whole blocks); the blocks a class's rows touch, numbered row by
+// row, are one stream of "compacted" blocks that the lanes walk as the contiguous fill walks
+// consecutive blocks, each lane's block index computed by vector adds (RowCounter). Then:
 // - rows of whole blocks, back to back in the output: the lanes store straight into it, as a
 //   contiguous fill does (compacted_blocks);
 // - rows of one value, back to back: each lane's value at the rows' slot, stored as the lanes
@@ -166,18 +166,7 @@ __attribute__((noinline)) void single_values(typename Op::T* __restrict o, uint6
   using U = typename L::U;
   using T = typename Op::T;
   constexpr int W = RowCounter::W, R = SimdLanes::WIDTH;
-  auto store = [](T* d, const SimdLanes::U& v) {  // R values of R lanes
-    if constexpr (sizeof(T) == 4) {
-      memcpy(d, &v, sizeof(v));
-    } else {  // the values fit 16 bits
-#if defined(__AVX512F__)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), _mm512_cvtepi32_epi16((__m512i)v));
-#else
-      const __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32((__m256i)v, (__m256i)v), 0xD8);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d), _mm256_castsi256_si128(h));
-#endif
-    }
-  };
+  auto store = [](T* d, const SimdLanes::U& v) { SimdLanes::store_lanes(d, v); };  // R values
   for (uint64_t k = 0; k < n; k += W) {
     U x, y, z = L::splat_u(uint32_t(stream)), w = L::splat_u(uint32_t(stream >> 32));
     ctr.blocks(x, y);

@@ -1,6 +1,7 @@
 // The CPU fill loop, included once per instruction set (cpu_scalar.cpp, cpu_avx2.cpp,
-// cpu_avx512.cpp). Each translation unit compiles the same source with its own -m flags inside
-// its own namespace FR_ISA_NS; the SIMD builds evaluate one Philox block per lane (cpu_simd.h).
+// cpu_avx512.cpp, cpu_neon.cpp). Each translation unit compiles the same source with its own
+// flags inside its own namespace FR_ISA_NS; the SIMD builds evaluate one Philox block per lane
+// (cpu_simd.h).
 // The math is the shared header's: exact IEEE operations whatever the vector width.
 #pragma once
 

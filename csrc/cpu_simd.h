@@ -1,13 +1,19 @@
 // SIMD lane types for the CPU kernels: the stream math of fastrand_stream.h evaluated on 8
-// (AVX2+FMA) or 16 (AVX-512) Philox blocks at once in 32-bit lanes (SimdLanes), and the float64
-// math on 4 or 8 blocks at once in 64-bit lanes (SimdLanes64). Only exactly rounded IEEE lane
-// operations: +, -, *, / on GCC vector types (never contracted: -ffp-contract=off), vfmadd for
-// the spec's fused steps, vsqrtps / vsqrtpd, and exact or correctly rounded conversions.
+// (AVX2+FMA), 16 (AVX-512) or 4 (AArch64 NEON) Philox blocks at once in 32-bit lanes
+// (SimdLanes), and the float64 math on 4, 8 or 2 blocks at once in 64-bit lanes (SimdLanes64).
+// Only exactly rounded IEEE lane operations: +, -, *, / on GCC vector types (never contracted:
+// -ffp-contract=off), vfmadd / fmla for the spec's fused steps, vsqrtps / vsqrtpd / fsqrt, and
+// exact or correctly rounded conversions.
 // Included by the per-ISA translation units compiled with the matching -m flags.
 #pragma once
 
+#if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 #include <stdint.h>
+#include <string.h>
 
 #ifndef FR_ISA_NS
 #error "define FR_ISA_NS before including cpu_simd.h"
@@ -126,6 +132,15 @@ struct SimdLanes : VectorLanes<16> {
       }
     }
   }
+  // Writes the W lanes of v in lane order (16-bit T: values that fit 16 bits).
+  template <class T>
+  static void store_lanes(T* dst, U v) {
+    if constexpr (sizeof(T) == 4) {
+      memcpy(dst, &v, sizeof(v));
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16((__m512i)v));
+    }
+  }
 };
 struct SimdLanes64 : VectorLanes64<8> {
   static D fma(D a, D b, D c) { return (D)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c); }
@@ -199,6 +214,16 @@ struct SimdLanes : VectorLanes<8> {
                             _mm256_permute4x64_epi64(_mm256_packus_epi32(o[q], o[q + 1]), 0xD8));
     }
   }
+  // Writes the W lanes of v in lane order (16-bit T: values that fit 16 bits).
+  template <class T>
+  static void store_lanes(T* dst, U v) {
+    if constexpr (sizeof(T) == 4) {
+      memcpy(dst, &v, sizeof(v));
+    } else {
+      const __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32((__m256i)v, (__m256i)v), 0xD8);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm256_castsi256_si128(h));
+    }
+  }
 };
 struct SimdLanes64 : VectorLanes64<4> {
   static D fma(D a, D b, D c) { return (D)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c); }
@@ -220,6 +245,74 @@ struct SimdLanes64 : VectorLanes64<4> {
     const __m256d hi = _mm256_unpackhi_pd((__m256d)v[0], (__m256d)v[1]);  // s1 c1 s3 c3
     _mm256_storeu_pd(dst, _mm256_permute2f128_pd(lo, hi, 0x20));
     _mm256_storeu_pd(dst + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+  }
+};
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+// AArch64 Advanced SIMD (NEON, part of every AArch64 core, so no run-time check): 4 blocks in
+// 128-bit lanes. fmla is the fused step, fsqrt correctly rounded, and ucvtf, scvtf and fcvtn
+// round to nearest even under the default FPCR (Linux and macOS start every thread with it;
+// fcvtn to float16 ignores FZ16, so half subnormals are exact).
+#define FR_HAVE_SIMD_LANES 1
+struct SimdLanes : VectorLanes<4> {
+  static F fma(F a, F b, F c) {
+    return (F)vfmaq_f32((float32x4_t)c, (float32x4_t)a, (float32x4_t)b);  // c + a b, one rounding
+  }
+  static F sqrt(F a) { return (F)vsqrtq_f32((float32x4_t)a); }
+  static F cvt_u32(U v) { return (F)vcvtq_f32_u32((uint32x4_t)v); }  // correctly rounded
+  static F cvt_small(U v) { return (F)vcvtq_f32_s32((int32x4_t)v); }
+  static F cvt_i32(U v) { return cvt_small(v); }  // signed: exact for the values used
+  static F splat(float c) { return (F)vdupq_n_f32(c); }
+  static U splat_u(uint32_t c) { return (U)vdupq_n_u32(c); }
+  static U iota() { return U{0, 1, 2, 3}; }
+  // umull / umull2 give the 64-bit products of lanes 0, 1 and 2, 3; uzp1 / uzp2 gather their
+  // low and high words.
+  static void mulhilo(uint32_t m, U a, U& hi, U& lo) {
+    const uint32x4_t p01 = vreinterpretq_u32_u64(vmull_n_u32(vget_low_u32((uint32x4_t)a), m));
+    const uint32x4_t p23 = vreinterpretq_u32_u64(vmull_high_n_u32((uint32x4_t)a, m));
+    lo = (U)vuzp1q_u32(p01, p23);
+    hi = (U)vuzp2q_u32(p01, p23);
+  }
+  static U f16_bits(F f) {  // fcvtn: IEEE round to nearest even, subnormals exact
+    return (U)vmovl_u16(vreinterpret_u16_f16(vcvt_f16_f32((float32x4_t)f)));
+  }
+  static U bf16_bits(F f) { return bf16_bits_t<SimdLanes>(f); }
+  // Writes W blocks' values in position order, dst[4e + j] = v[j] lane e: st4 interleaves.
+  template <class T>
+  static void store_blocks(T* dst, const U v[4]) {
+    if constexpr (sizeof(T) == 4) {
+      const uint32x4x4_t o = {
+          {(uint32x4_t)v[0], (uint32x4_t)v[1], (uint32x4_t)v[2], (uint32x4_t)v[3]}};
+      vst4q_u32(reinterpret_cast<uint32_t*>(dst), o);
+    } else {  // values fit 16 bits
+      const uint16x4x4_t o = {{vmovn_u32((uint32x4_t)v[0]), vmovn_u32((uint32x4_t)v[1]),
+                               vmovn_u32((uint32x4_t)v[2]), vmovn_u32((uint32x4_t)v[3])}};
+      vst4_u16(reinterpret_cast<uint16_t*>(dst), o);
+    }
+  }
+  // Writes the W lanes of v in lane order (16-bit T: values that fit 16 bits).
+  template <class T>
+  static void store_lanes(T* dst, U v) {
+    if constexpr (sizeof(T) == 4) {
+      memcpy(dst, &v, sizeof(v));
+    } else {
+      vst1_u16(reinterpret_cast<uint16_t*>(dst), vmovn_u32((uint32x4_t)v));
+    }
+  }
+};
+struct SimdLanes64 : VectorLanes64<2> {
+  static D fma(D a, D b, D c) {
+    return (D)vfmaq_f64((float64x2_t)c, (float64x2_t)a, (float64x2_t)b);  // c + a b
+  }
+  static D sqrt(D a) { return (D)vsqrtq_f64((float64x2_t)a); }
+  static D cvt_exact(Q v) { return (D)vcvtq_f64_u64((uint64x2_t)v); }  // v <= 2^53: exact
+  static D splat(double c) { return (D)vdupq_n_f64(c); }
+  static Q splat_q(uint64_t c) { return (Q)vdupq_n_u64(c); }
+  // W words, zero-extended into 64-bit lanes
+  static Q load_words(const uint32_t* p) { return (Q)vmovl_u32(vld1_u32(p)); }
+  // Writes W blocks' two values in position order, dst[2e + j] = v[j] lane e: st2 interleaves.
+  static void store_blocks(double* dst, const D v[2]) {
+    const float64x2x2_t o = {{(float64x2_t)v[0], (float64x2_t)v[1]}};  // (clang: a macro)
+    vst2q_f64(dst, o);
   }
 };
 #endif
