@@ -1386,3 +1386,19 @@ def test_known_answer_check_bookkeeping_on_the_cpu():
         with pytest.raises(_cuda.Unusable, match=re.escape(where)) as e:
             _cuda._probe.check(0, "test", _cuda.groups(), _CpuLaunchers(wrong))
         assert re.search(r"value \d+ is [0-9a-f]+, the CPU gives [0-9a-f]+", str(e.value))
+
+
+def test_auto_copy_reason_names_the_builds_archs(monkeypatch):
+    """A GPU the AOT build holds nothing for and no NVRTC: the copy warning says both."""
+    _mock_gpu(monkeypatch, 120)
+    monkeypatch.setattr(_C, "CUDA", True)
+    monkeypatch.setattr(_C, "CUDA_ARCHS", "sm_90")
+
+    def missing():
+        raise _cuda.NvrtcNotFoundError("NVRTC was not found; tried /x/libnvrtc.so.13")
+
+    monkeypatch.setattr(_cuda._nvrtc, "nvrtc", missing)
+    monkeypatch.setattr(_cuda._nvrtc, "_hint", lambda: None)
+    monkeypatch.setattr(_backend, "_load_group", lambda index, cap, group: _nvrtc.nvrtc())
+    with pytest.warns(RuntimeWarning, match=r"hold sm_90, nothing for sm_120.*/x/libnvrtc"):
+        assert _cuda.device_backend(0) == "copy"

@@ -156,6 +156,10 @@ def _setup(index: int) -> str:
                     f"{C.REASON[index]}",
                 )
             return b
+        if req == "auto" and _C.CUDA and "aot" not in order:
+            reasons.insert(
+                0, f"this build's CUDA kernels hold {_C.CUDA_ARCHS}, nothing for sm_{cap}"
+            )
         _to_copy(index, cap, "; ".join(reasons) or C.STATE.get("why_copy") or "")
         return "copy"
 
@@ -166,8 +170,7 @@ def _to_copy(index: int, cap: int, reason: str) -> None:
     C.DEVICE_BACKEND[index] = "copy"
     for key in [k for k in C.READY if k[0] == index]:
         del C.READY[key]
-    api = __import__(__package__.rsplit(".", 1)[0] + "._api", fromlist=["_FAST_NORMAL"])
-    api._FAST_NORMAL.clear()
+    C.clear_fast_path()
     if requested() == "auto":
         C.warn_once(
             "copy: " + C.REASON[index],  # once per reason (devices without NVRTC share one)

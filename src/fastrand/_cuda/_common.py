@@ -63,6 +63,11 @@ def device_state_reset() -> None:
     PROBES.clear()
     REFUSED.clear()
     LOADED.clear()
+    clear_fast_path()
+
+
+def clear_fast_path() -> None:
+    """Forgets randn_tensor's cached calls (they hold a device's backend)."""
     api = sys.modules.get(__package__.rsplit(".", 1)[0] + "._api")
     if api is not None:
         api._FAST_NORMAL.clear()
