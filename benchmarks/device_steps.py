@@ -89,6 +89,8 @@ def foreign():
     out = fastrand.randn(100_000, generator=fastrand.Generator(5), device="cuda")
     assert cuda.cuCtxGetCurrent(ctypes.byref(cur)) == 0
     left = cur.value == ctx.value
+    popped = ctypes.c_void_p()  # torch's own calls below run with the primary context again
+    (getattr(cuda, "cuCtxPopCurrent_v2", None) or cuda.cuCtxPopCurrent)(ctypes.byref(popped))
     torch.cuda.synchronize()
     same = np.array_equal(
         _bits(out), _bits(fastrand.randn(100_000, generator=fastrand.Generator(5)))
