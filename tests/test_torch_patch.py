@@ -337,6 +337,45 @@ def test_fractional_max_pool_samples_are_fastrands():
     assert torch.equal(idx, exp_idx) and np.array_equal(bits(out), bits(exp))
 
 
+def test_dtensor_factories_stay_torchs(monkeypatch):
+    """torch.distributed.tensor.randn draws each rank's local shard with torch.randn inside
+    DTensor's offset-based RNG region; answered by fastrand, every rank would draw the same
+    values, so those calls stay torch's. (DTensor's tracker needs a CUDA mesh: on a CPU mesh a
+    tracker that keeps the generator as it is stands in for it, so the real factory reaches its
+    torch.randn call.)"""
+    import contextlib
+    import socket
+
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, _random
+    from torch.distributed.tensor import randn as dtensor_randn
+
+    class KeepState:
+        def _distribute_region(self, spec, generator=None):
+            return contextlib.nullcontext()
+
+    monkeypatch.setattr(_random, "_rng_tracker", KeepState())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        torch.manual_seed(0)
+        torchs = dtensor_randn(4, 3, device_mesh=mesh, placements=[Shard(0)]).to_local()
+        torch.manual_seed(0)
+        with fastrand.patch_torch():
+            got = dtensor_randn(4, 3, device_mesh=mesh, placements=[Shard(0)]).to_local()
+            assert _fastrand_draws()  # the patch is still in force for other calls
+    finally:
+        dist.destroy_process_group()
+    assert torch.equal(got, torchs)
+
+
 # --------------------------------------------------------------------------------------------
 # handles: nesting, undo, threads, other modes
 def _fastrand_draws():

@@ -14,7 +14,8 @@ for fastrand's draws (a ``torch.Generator`` is read from its state, docs/torch-g
 ``None`` reads torch's default CPU generator, so ``torch.manual_seed(s)`` fixes the noise on
 every device). Every other call, and a covered call with an argument fastrand does not cover
 (another dtype, ``out=``, ``names=``, a non-strided layout, a tensor ``mean``/``std``, a tensor
-subclass, a meta tensor filled in place, CUDA graph capture), goes to torch unchanged.
+subclass, a meta tensor filled in place, CUDA graph capture, the local draws of
+``torch.distributed.tensor.randn/rand``), goes to torch unchanged.
 
 Affine parameters (the tensor dtype ``D``; ``C`` is float64 when ``D`` is float64, else float32;
 each operation below is one correctly rounded IEEE operation in ``C``, never fused):
@@ -28,15 +29,20 @@ each operation below is one correctly rounded IEEE operation in ``C``, never fus
   ``b_D`` (as with torch's CPU kernel).
 
 Implemented as a ``torch.overrides.TorchFunctionMode``: torch function modes are thread-local, so
-a patch covers the thread that made it (and threads started there do not inherit it). Inside
-``torch.compile``, each covered call runs eagerly at a graph break (``torch.compiler.disable``),
-so compiled code gets exactly the eager values and advances the generator as eager does; with
-``fullgraph=True`` compiling a region that makes such a call fails with torch's graph-break error.
+a patch covers the thread that made it (and threads started there do not inherit it).
+
+Inside ``torch.compile``, each call that reaches the mode runs eagerly at a graph break
+(``torch.compiler.disable``), so compiled code gets exactly the eager values and advances the
+generator as eager does; with ``fullgraph=True`` compiling a region that makes such a call fails
+with torch's graph-break error. torch.compile does not hand ``torch.randn_like``,
+``torch.rand_like`` and ``torch.normal`` to torch function modes (torch 2.13): in a compiled
+region those stay torch's draws (tests/test_torch_patch.py pins this).
 """
 
 from __future__ import annotations
 
 import numbers
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -188,8 +194,29 @@ def _factory(size, kw, kind, mean=0.0, std=1.0):
     return out
 
 
+def _dtensor_shard_draw():
+    """Whether torch.distributed.tensor.randn / rand is drawing a rank's local shard: its
+    _dtensor_init_helper calls torch.randn / torch.rand with the local shape inside DTensor's
+    offset-based RNG region. Answered by fastrand, every rank would draw the same values: those
+    calls stay torch's (fastrand.distributed.randn / rand are fastrand's sharded draws)."""
+    api = sys.modules.get("torch.distributed.tensor._api")
+    code = getattr(getattr(api, "_dtensor_init_helper", None), "__code__", None)
+    if code is None:
+        return False
+    frame = sys._getframe(2)
+    for _ in range(16):  # the handler, torch.compiler.disable's wrapper, the mode, the caller
+        if frame is None:
+            return False
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _sized(args, kwargs, kind):
     """torch.randn / torch.rand: the size as positionals, or as ``size=``."""
+    if _dtensor_shard_draw():
+        return _PASS
     if "size" in kwargs:
         if args:
             return _PASS
