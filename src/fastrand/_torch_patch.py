@@ -47,6 +47,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from functools import partial
+from types import FrameType
 from typing import Any
 
 import torch
@@ -203,7 +204,7 @@ def _dtensor_shard_draw():
     code = getattr(getattr(api, "_dtensor_init_helper", None), "__code__", None)
     if code is None:
         return False
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(16):  # the handler, torch.compiler.disable's wrapper, the mode, the caller
         if frame is None:
             return False
