@@ -267,6 +267,8 @@ ERRORS = {
     "leaf requiring grad": lambda: torch.zeros(3, requires_grad=True).normal_(),
     "overlapping": lambda: torch.empty(1).expand(3).uniform_(),
     "sparse like": lambda: torch.randn_like(torch.zeros(3).to_sparse()),
+    "unknown device": lambda: torch.randn(3, device="cuda:63"),
+    "unknown device like": lambda: torch.rand_like(torch.zeros(2), device="cuda:63"),
 }
 
 

@@ -125,6 +125,15 @@ def _capturing(device):
     return False
 
 
+def _device(device):
+    """The device fastrand draws on, or None where it cannot (a device torch lacks, a wrong
+    type): torch then raises its own error."""
+    try:
+        return _api._device_arg(device)
+    except (TypeError, ValueError):
+        return None
+
+
 def _compute_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -178,7 +187,9 @@ def _factory(size, kw, kind, mean=0.0, std=1.0):
     if dtype not in _FLOATS:
         return _PASS
     shape = _api._size_args(size)
-    device = _api._device_arg(_api._factory_device(kw.get("device")))
+    device = _device(_api._factory_device(kw.get("device")))
+    if device is None:
+        return _PASS
     pin = kw.get("pin_memory")
     if (pin and device.type != "cpu") or _capturing(device):
         return _PASS  # torch refuses pinned memory off the CPU; capture: see _capturing
@@ -257,8 +268,8 @@ def _like(args, kwargs, kind):
     if (t.dtype if dtype is None else dtype) not in _FLOATS:
         return _PASS
     device = kw.get("device")
-    device = t.device if device is None else _api._device_arg(device)
-    if _capturing(device):
+    device = t.device if device is None else _device(device)
+    if device is None or _capturing(device):
         return _PASS
     draw = _api.randn_like if kind == "normal" else _api.rand_like
     out = draw(
