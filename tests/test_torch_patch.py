@@ -700,3 +700,20 @@ def test_cuda_draws_equal_cpu_draws(dtype):
 
     for c, g in zip(draws("cpu"), draws("cuda")):
         assert g.is_cuda and np.array_equal(bits(g), bits(c))
+
+
+def test_k_diffusion_brownian_tree_normals_go_through_the_patch(k_sampling):
+    """torchsde's BrownianInterval (behind k-diffusion's default BrownianTreeNoiseSampler) draws
+    its normals with torch.randn and a seeded torch.Generator: the patch answers them."""
+    x = torch.zeros(1, 2, 4, 4)
+
+    def noise(patched):
+        sampler = k_sampling.BrownianTreeNoiseSampler(x, 0.1, 10.0, seed=5)
+        if patched:
+            with fastrand.patch_torch():
+                return sampler(torch.tensor(5.0), torch.tensor(3.0))
+        return sampler(torch.tensor(5.0), torch.tensor(3.0))
+
+    patched, again, torchs = noise(True), noise(True), noise(False)
+    assert torch.equal(patched, again) and not torch.equal(patched, torchs)
+    assert torch.equal(noise(False), torchs)  # and leaves torch's draws alone afterwards
