@@ -2,8 +2,9 @@
 
     python benchmarks/run.py [--quick] [--out bench-results]
 
-Runs the CPU benchmark always and the GPU benchmark when torch sees a CUDA device; each writes
-its JSON and PNG into --out and prints its own table; the summaries are printed last.
+Runs the CPU benchmark always, the GPU benchmark when torch sees a CUDA device, and the cost of
+fastrand.patch_torch() (on the CPU, and on the GPU when there is one); each writes its JSON (and
+PNG) into --out and prints its own table; the summaries are printed last.
 """
 
 import argparse
@@ -28,6 +29,7 @@ def main(argv=None):
         jobs.append(("gpu", "bench_gpu.py"))
     else:
         print("no CUDA device visible to torch: GPU benchmark skipped")
+    jobs.append(("torch patch", "bench_torch_patch.py"))
     summaries, rc = [], 0
     for k, (name, script) in enumerate(jobs, 1):
         cmd = [sys.executable, os.path.join(HERE, script), "--out", args.out]

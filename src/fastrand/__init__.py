@@ -30,6 +30,8 @@ _LAZY = {
     "default_noise_sampler": "_brownian",
     "patch_diffusers": "_diffusers_patch",
     "unpatch_diffusers": "_diffusers_patch",
+    "patch_torch": "_torch_patch",
+    "unpatch_torch": "_torch_patch",
     "enable_full_determinism": "_determinism",
     "selftest": "_selftest",
     "warmup": "_cuda",
