@@ -41,7 +41,7 @@ __all__ = ["Generator", "STREAM_VERSION", "__version__", *sorted(_LAZY)]
 
 
 # submodules reachable as attributes (fastrand._C, fastrand.numpy, ...) before being imported
-_SUBMODULES = {"_C", "reference", "numpy", "functional", "distributed"}
+_SUBMODULES = {"_C", "reference", "numpy", "functional", "distributed", "comfyui"}
 
 
 def __getattr__(name):
