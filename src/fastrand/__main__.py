@@ -1,28 +1,57 @@
-"""python -m fastrand info | selftest | warmup [--arch ARCH ...]"""
+"""python -m fastrand {info,selftest,warmup,help}: see `python -m fastrand --help`."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
-USAGE = """usage: python -m fastrand COMMAND
-  info       print what this build and machine offer (JSON)
-  selftest   check the spec's known answers and CPU/GPU identity; exit 1 on any mismatch
-  warmup [--arch ARCH ...]
-             compile the CUDA kernels with NVRTC into the cache (FASTRAND_CACHE_DIR): for every
-             visible GPU, or for the named archs (90 or sm_90; repeated or comma-separated),
-             which needs no GPU; exit 1 when NVRTC is missing or an arch is unsupported"""
+_PROG = "python -m fastrand"
 
 
-def _warmup(args: list[str]) -> int:
-    import argparse
+def _parser() -> argparse.ArgumentParser:
+    """The command line: one subparser per command, each option with its help."""
+    p = argparse.ArgumentParser(
+        prog=_PROG,
+        description="fastrand: reproducible Gaussian noise for PyTorch, bit-identical on the CPU "
+        "and every CUDA GPU.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
+    sub.add_parser(
+        "info",
+        help="print what this build and machine offer (JSON)",
+        description="Print build_info() as JSON: the version, the CPU paths, the CUDA backend, "
+        "NVRTC and the cubin cache directory.",
+    )
+    sub.add_parser(
+        "selftest",
+        help="check the spec's known answers and CPU/GPU identity; exit 1 on any mismatch",
+        description="Check the spec's known answers, every CPU path against the NumPy "
+        "reference, and each visible GPU against the CPU; exit 1 on any mismatch.",
+    )
+    w = sub.add_parser(
+        "warmup",
+        help="compile the CUDA kernels with NVRTC into the cache (FASTRAND_CACHE_DIR)",
+        description="Compile the CUDA kernels with NVRTC into the cubin cache "
+        "(FASTRAND_CACHE_DIR): for every visible GPU, or for the archs named with --arch, "
+        "which needs no GPU. Exit 1 when NVRTC is missing, an arch is unsupported or nothing "
+        "could be written.",
+    )
+    w.add_argument(
+        "--arch",
+        action="append",
+        metavar="ARCH",
+        help="a compute capability to compile for, such as 90 or sm_90 (repeat the option or "
+        "separate archs with commas); default: every visible GPU",
+    )
+    h = sub.add_parser(
+        "help", help="show this help, or a command's, and exit", description="Show the help."
+    )
+    h.add_argument("topic", nargs="?", metavar="COMMAND", help="the command to describe")
+    return p
 
-    p = argparse.ArgumentParser(prog="python -m fastrand warmup")
-    p.add_argument("--arch", action="append", default=None, metavar="ARCH")
-    try:
-        ns = p.parse_args(args)
-    except SystemExit as e:
-        return 2 if e.code else 0
+
+def _warmup(ns: argparse.Namespace) -> int:
     from fastrand import _cuda
 
     try:
@@ -63,26 +92,36 @@ def _warmup(args: list[str]) -> int:
     return 0
 
 
+def _info(ns: argparse.Namespace) -> int:
+    from fastrand._api import build_info
+
+    try:
+        info = build_info()
+    except (RuntimeError, ValueError) as e:  # e.g. a bad FASTRAND_CUDA_BACKEND
+        print(f"fastrand info: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _selftest(ns: argparse.Namespace) -> int:
+    from fastrand._selftest import selftest
+
+    return selftest()
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv == ["info"]:
-        from fastrand._api import build_info
-
-        try:
-            info = build_info()
-        except (RuntimeError, ValueError) as e:  # e.g. a bad FASTRAND_CUDA_BACKEND
-            print(f"fastrand info: {e}", file=sys.stderr)
-            return 1
-        print(json.dumps(info, indent=2))
-        return 0
-    if argv == ["selftest"]:
-        from fastrand._selftest import selftest
-
-        return selftest()
-    if argv[:1] == ["warmup"]:
-        return _warmup(argv[1:])
-    print(USAGE, file=sys.stderr)
-    return 2
+    """Runs a command; returns the exit status (0 after help, 2 for a usage error, as argparse
+    exits)."""
+    parser = _parser()
+    try:
+        ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        if ns.command == "help":
+            # `help COMMAND` prints that command's help as `COMMAND --help` does
+            parser.parse_args([ns.topic, "--help"] if ns.topic else ["--help"])
+    except SystemExit as e:  # --help (0) or a usage error (2), already printed
+        return e.code if isinstance(e.code, int) else 2
+    return {"info": _info, "selftest": _selftest, "warmup": _warmup}[ns.command](ns)
 
 
 if __name__ == "__main__":
