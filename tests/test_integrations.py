@@ -42,6 +42,17 @@ def test_numpy_next_offset_continues_the_stream():
     assert frnp.next_offset(5, 4) == 9 and frnp.next_offset(2**64 - 1, 1) == 0
 
 
+def test_numpy_dtype_none_is_float32():
+    """dtype=None is the documented default, float32 (np.dtype(None) is float64)."""
+    for draw, kind in ((frnp.randn, "normal"), (frnp.rand, "uniform")):
+        a = draw((2, 3), seed=5, offset=1, dtype=None)
+        assert a.dtype == np.float32, (kind, a.dtype)
+        assert np.array_equal(bits(a).ravel(), ref_bits(kind, 5, 0, 1, 6))
+    assert frnp.next_offset(1, 3, None) == frnp.next_offset(1, 3) == 4  # float64 would give 8
+    with pytest.raises(TypeError, match="dtype"):
+        frnp.next_offset(1, 3, "nope")
+
+
 def test_numpy_front_end_does_not_import_torch():
     code = (
         "import sys, fastrand.numpy as f; a = f.randn((2, 2), seed=0); "
