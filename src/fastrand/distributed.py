@@ -225,7 +225,8 @@ def _distributed_draw(
     )
     # set on the DTensor, not on `local`: from_local of a tensor that requires grad returns a
     # non-leaf (its .grad stays None, optimizers refuse it); torch's DTensor factories give a leaf
-    return out.requires_grad_(requires_grad)
+    out.requires_grad_(requires_grad)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
