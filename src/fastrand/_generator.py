@@ -117,7 +117,13 @@ class Generator:
 
     __slots__ = ("_lock", "_seed", "_stream", "_offset", "__weakref__")
 
-    def __init__(self, seed=None, *, offset=0, stream=0):
+    def __init__(
+        self,
+        seed: SupportsIndex | None = None,
+        *,
+        offset: SupportsIndex = 0,
+        stream: SupportsIndex = 0,
+    ) -> None:
         self._lock = threading.Lock()
         self._seed = _random_seed() if seed is None else check_seed(seed)
         self._stream = check_u64(stream, "stream")
