@@ -1,6 +1,8 @@
 """randn_tensor and friends: diffusers semantics, dtype/device/layout policy, refused input."""
 
+import argparse
 import json
+import re
 import subprocess
 import sys
 
@@ -115,6 +117,56 @@ def test_build_info_and_cli():
         [sys.executable, "-m", "fastrand", "nonsense"], capture_output=True, text=True
     )
     assert bad.returncode == 2
+
+
+# ---- issue 21 item 10: the CLI's help follows argparse conventions ----------------------------
+COMMANDS = ("info", "selftest", "warmup", "help")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["help"]])
+def test_cli_help_goes_to_stdout_and_exits_0(argv, capsys):
+    from fastrand.__main__ import main
+
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: python -m fastrand") and err == ""
+    for command in COMMANDS:  # every command listed with its description
+        assert re.search(rf"^\s+{command}\s+\S", out, re.M), (command, out)
+
+
+@pytest.mark.parametrize("argv", [["warmup", "--help"], ["warmup", "-h"], ["help", "warmup"]])
+def test_cli_command_help(argv, capsys):
+    from fastrand.__main__ import main
+
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: python -m fastrand warmup") and err == ""
+    assert re.search(r"--arch ARCH\s+\S", out), out  # the option, described
+
+
+def test_cli_every_option_is_described():
+    from fastrand.__main__ import _parser
+
+    parser = _parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(commands.choices) == sorted(COMMANDS)
+    described = {a.dest: a.help for a in commands._choices_actions}
+    for name, sub in commands.choices.items():
+        assert described.get(name), name
+        assert sub.description, name
+        for action in sub._actions:
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+
+
+def test_cli_usage_errors_exit_2(capsys):
+    from fastrand.__main__ import main
+
+    for argv in ([], ["nonsense"], ["info", "extra"], ["help", "nonsense"]):
+        assert main(argv) == 2, argv
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith("usage: python -m fastrand"), argv
+    run = subprocess.run([sys.executable, "-m", "fastrand", "-h"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("usage:") and run.stderr == ""
 
 
 REFUSED = [

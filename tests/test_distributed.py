@@ -207,6 +207,31 @@ def check_current_mesh_and_defaults(ctx):
     assert d.requires_grad and tuple(d.shape) == (2, 3)
 
 
+def check_requires_grad_is_a_leaf(ctx):
+    """requires_grad=True gives a leaf DTensor, as torch's DTensor factories do: backward fills
+    its .grad and an optimizer accepts it (it used to be a non-leaf from DTensor.from_local)."""
+    import fastrand
+    import fastrand.distributed as fd
+
+    for mesh_key, spec in (((4,), "S0"), ((2, 2), "S1,S0"), ((4,), "R")):
+        mesh = ctx["meshes"][mesh_key]
+        for draw, single in ((fd.randn, fastrand.randn), (fd.rand, fastrand.rand)):
+            d = draw(
+                6, 5, generator=fastrand.Generator(8), device_mesh=mesh,
+                placements=_placements(spec), requires_grad=True,
+            )  # fmt: skip
+            assert d.is_leaf and d.requires_grad and d.grad_fn is None, (spec, d.grad_fn)
+            want = single(6, 5, generator=fastrand.Generator(8))
+            _same(d.full_tensor().detach(), want, f"values {spec}")
+            (d * 3).sum().backward()
+            assert d.grad is not None, spec
+            _same(d.grad.full_tensor(), torch.full((6, 5), 3.0), f"grad {spec}")
+            torch.optim.SGD([d], lr=0.5).step()  # refused a non-leaf tensor
+            _same(d.full_tensor().detach(), want - 1.5, f"after a step {spec}")
+    d = fd.randn(2, 3, generator=fastrand.Generator(8), device_mesh=ctx["meshes"][(4,)])
+    assert not d.requires_grad and d.is_leaf
+
+
 def check_rank_outside_mesh(ctx):
     """A rank outside the mesh holds an empty local tensor and still advances its generator."""
     from torch.distributed.device_mesh import DeviceMesh
@@ -331,6 +356,7 @@ CHECKS_W4.update(
         "default_generator_and_sequence": check_default_generator_and_sequence,
         "current_mesh_and_defaults": check_current_mesh_and_defaults,
         "rank_outside_mesh": check_rank_outside_mesh,
+        "requires_grad_is_a_leaf": check_requires_grad_is_a_leaf,
         "bad_input": check_bad_input,
         "data_parallel": check_data_parallel,
     }

@@ -69,8 +69,10 @@ def test_cpu_draw_under_meta_default_device(default_device_meta):
 
 
 # --------------------------------------------------------------------------------------------
-# Settings restore: enable_full_determinism uses torch's fp32_precision API only and puts back
-# exactly what was there (checked against a process that never called it)
+# Settings restore: enable_full_determinism sets torch's fp32_precision keys and its legacy flags
+# alike, so every legacy getter and setter works inside (issue 21 item 14: reading
+# torch.backends.cudnn.allow_tf32 raised there), and puts back exactly what was there (checked
+# against a process that never called it)
 _TRACE = """
 import json, sys
 import torch
@@ -87,13 +89,34 @@ def read(f):
     except RuntimeError:
         return "raises"
 
-def observe():
-    return [G(*k) for k in KEYS] + [
-        read(torch.get_float32_matmul_precision),
-        read(lambda: torch.backends.cuda.matmul.allow_tf32),
-        read(lambda: torch.backends.cudnn.allow_tf32),
-    ]
+LEGACY = [  # every legacy getter of the float32 precision
+    lambda: torch.get_float32_matmul_precision(),
+    lambda: torch.backends.cuda.matmul.allow_tf32,
+    lambda: torch.backends.cudnn.allow_tf32,
+    lambda: torch.backends.mkldnn.allow_tf32,
+]
 
+def observe():
+    return [G(*k) for k in KEYS] + [read(f) for f in LEGACY]
+
+def inside_block():
+    w = observe()
+    # TF32 off for every CUDA op, in both APIs; every legacy getter reads
+    got = [w[KEYS.index(("cuda", op))] for op in ("matmul", "conv", "rnn")] + w[len(KEYS):-1]
+    got.append(w[-1] != "raises")
+    with torch.backends.cudnn.flags(enabled=True):  # reads and sets the legacy cuDNN flag
+        pass
+    got.append(torch.backends.cudnn.allow_tf32)
+    # the legacy setters work and leave the getters readable
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    got.append(observe() == w)
+    return got
+
+# torch's initial cuDNN conv/rnn state has no setter (_determinism.py): leave it first, alike in
+# both arms (test_full_determinism_from_torch_initial_state covers that state)
+torch.backends.cudnn.allow_tf32 = True
 # each starting point builds on the state the previous one left; the follow-ups change the
 # parents a key may follow, so a key restored to a value of its own instead of following its
 # parent (or the reverse) shows in the trace
@@ -108,6 +131,7 @@ SETUPS = [
     "torch.backends.mkldnn.matmul.fp32_precision = 'bf16'",
     "torch.set_float32_matmul_precision('medium')",
     "torch.backends.cuda.matmul.fp32_precision = 'none'",
+    "torch.backends.cudnn.rnn.fp32_precision = 'ieee'",
 ]
 FOLLOW = [
     "torch.backends.cudnn.fp32_precision = 'ieee'",
@@ -119,30 +143,22 @@ treat = sys.argv[1] == "1"
 trace, inside = [], []
 for setup in SETUPS:
     exec(setup)
-    before = observe()
     if treat:
         with fastrand.enable_full_determinism():
-            w = observe()
-            # TF32 off for every CUDA op; get_float32_matmul_precision works if it did before
-            inside.append(
-                [w[KEYS.index(("cuda", op))] for op in ("matmul", "conv", "rnn")]
-                + [before[-3] == "raises" or w[-3] != "raises"]
-            )
+            inside.append(inside_block())
     trace.append(observe())
     for f in FOLLOW:
         exec(f)
         trace.append(observe())
 print(json.dumps({"trace": trace, "inside": inside}))
 """
+_INSIDE = ["ieee", "ieee", "ieee", "highest", False, False, True, False, True]
 
 
-@pytest.mark.skipif(
-    not hasattr(torch._C, "_get_fp32_precision_getter"), reason="torch without fp32_precision"
-)
-def test_full_determinism_restores_fp32_precision_exactly():
+def _run_arms(script, *args):
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _TRACE, arm],
+            [sys.executable, "-c", script, arm, *args],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -155,9 +171,63 @@ def test_full_determinism_restores_fp32_precision_exactly():
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
         results.append(json.loads(out))
-    control, treated = results
-    assert treated["inside"] == [["ieee", "ieee", "ieee", True]] * len(treated["inside"])
+    return results
+
+
+_NEW_API = pytest.mark.skipif(
+    not hasattr(torch._C, "_get_fp32_precision_getter"), reason="torch without fp32_precision"
+)
+
+
+@_NEW_API
+def test_full_determinism_restores_fp32_precision_exactly():
+    control, treated = _run_arms(_TRACE)
+    assert treated["inside"] == [_INSIDE] * len(treated["inside"])
     assert treated["trace"] == control["trace"]
+
+
+_INITIAL = """
+import json, sys
+import torch
+import fastrand
+
+G = torch._C._get_fp32_precision_getter
+KEYS = [(b, o) for b in ("generic", "cuda", "mkldnn") for o in ("all", "matmul", "conv", "rnn")]
+KEYS = [k for k in KEYS if k[0] != "generic" or k[1] == "all"]
+exec(sys.argv[2])  # nothing, or a parent key set (cuDNN conv and rnn then follow it)
+
+def read(f):
+    try:
+        return f()
+    except RuntimeError:
+        return "raises"
+
+def observe():
+    return [G(*k) for k in KEYS] + [
+        read(torch.get_float32_matmul_precision),
+        read(lambda: torch.backends.cuda.matmul.allow_tf32),
+        read(lambda: torch.backends.cudnn.allow_tf32),
+    ]
+
+before = observe()
+inside = None
+if sys.argv[1] == "1":
+    with fastrand.enable_full_determinism():
+        inside = observe()
+print(json.dumps({"before": before, "after": observe(), "inside": inside}))
+"""
+
+
+@_NEW_API
+@pytest.mark.parametrize("setup", ["pass", "torch.backends.fp32_precision = 'ieee'"])
+def test_full_determinism_from_torch_initial_state(setup):
+    """In torch's initial state (cuDNN conv and rnn follow their parents, and read tf32 where
+    every parent holds "none") the legacy getters read inside the block
+    (torch.backends.cudnn.allow_tf32 raised), and every getter reads as before after it."""
+    control, treated = _run_arms(_INITIAL, setup)
+    assert treated["before"] == control["before"]
+    assert treated["after"] == control["before"] == control["after"]
+    assert treated["inside"][-3:] == ["highest", False, False]
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,17 @@ def test_numpy_next_offset_continues_the_stream():
     assert frnp.next_offset(5, 4) == 9 and frnp.next_offset(2**64 - 1, 1) == 0
 
 
+def test_numpy_dtype_none_is_float32():
+    """dtype=None is the documented default, float32 (np.dtype(None) is float64)."""
+    for draw, kind in ((frnp.randn, "normal"), (frnp.rand, "uniform")):
+        a = draw((2, 3), seed=5, offset=1, dtype=None)
+        assert a.dtype == np.float32, (kind, a.dtype)
+        assert np.array_equal(bits(a).ravel(), ref_bits(kind, 5, 0, 1, 6))
+    assert frnp.next_offset(1, 3, None) == frnp.next_offset(1, 3) == 4  # float64 would give 8
+    with pytest.raises(TypeError, match="dtype"):
+        frnp.next_offset(1, 3, "nope")
+
+
 def test_numpy_front_end_does_not_import_torch():
     code = (
         "import sys, fastrand.numpy as f; a = f.randn((2, 2), seed=0); "
@@ -101,6 +112,56 @@ def test_torch_compile_inductor_matches_eager():
     torch._dynamo.reset()
     compiled = torch.compile(_noisy, fullgraph=True)(x)
     assert np.array_equal(bits(compiled), bits(_noisy(x)))
+
+
+# ---- issue 21 item 1: dynamic seeds, offsets and streams are not specialised -----------------
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # (reset() keeps the counters)
+
+
+def _graphs():
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def test_readme_compile_example_does_not_recompile_per_step():
+    """The README's example: the step used to be specialised (a guard step == k per graph), so
+    every step recompiled and fullgraph=True failed at the 9th (recompile limit 8)."""
+
+    @torch.compile(fullgraph=True)
+    def add_noise(x, step: int):
+        return x + F.randn(x.shape, seed=0, offset=step * x.numel(), dtype=x.dtype, device=x.device)
+
+    _fresh_dynamo()
+    x = torch.zeros(1, 4, 8, 8)
+    for step in range(24):
+        out = add_noise(x, step)
+        assert np.array_equal(bits(out).ravel(), ref_bits("normal", 0, 0, step * 256, 256))
+    assert _graphs() <= 2  # the first call's static int, then one dynamic graph
+
+
+@pytest.mark.parametrize(
+    "fullgraph,dynamic", [(True, None), (True, True), (False, None), (False, True)]
+)
+def test_compiled_dynamic_ints_share_one_graph(fullgraph, dynamic):
+    """Dynamic seeds (negative too), streams and offsets: one graph for every int64 value, the
+    values of eager. Without fullgraph, specialising fell back to eager after 8 graphs."""
+
+    def f(x, step, seed):
+        return x + F.randn(x.shape, seed=seed, offset=step * x.numel(), stream=step, dtype=x.dtype)
+
+    _fresh_dynamo()
+    cf = torch.compile(f, fullgraph=fullgraph, dynamic=dynamic, backend="aot_eager")
+    x = torch.zeros(3, 4)
+    for step in range(2, 24):
+        seed = (-1) ** step * step * 2**58  # both signs, as large as int64 allows
+        out = cf(x, step, seed)
+        assert np.array_equal(bits(out), bits(f(x, step, seed)))
+        assert np.array_equal(bits(out).ravel(), ref_bits("normal", seed, step, step * 12, 12))
+    assert _graphs() <= 2
+    # seeds and offsets in [2^63, 2^64) (no int64 holds them) still draw eager's values
+    for seed, step in [(2**64 - 3, 2**60), (2**63, 2**60 + 1)]:  # offsets 1.5 * 2^63 and up
+        assert np.array_equal(bits(cf(x, step, seed)), bits(f(x, step, seed)))
 
 
 def test_opcheck():

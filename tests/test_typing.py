@@ -5,6 +5,9 @@ import ast
 import importlib.resources
 import pathlib
 
+import pytest
+from conftest import PKG_PARENT
+
 import fastrand
 from fastrand import _C
 
@@ -36,3 +39,34 @@ def test_stub_matches_the_compiled_module():
 def test_package_is_marked_typed():
     assert (importlib.resources.files("fastrand") / "py.typed").is_file()
     assert (importlib.resources.files("fastrand") / "_C.pyi").is_file()
+
+
+# a caller's code, checked by mypy against this fastrand: the two bad calls (lines 5 and 6) are
+# errors; an unannotated Generator.__init__ (issue 21 item 13) accepted anything
+_CALLER = """\
+from fastrand import Generator
+
+Generator(1, offset=2, stream=3)
+Generator(None, stream=2**63)
+Generator("1")
+Generator(1.5, offset=2)
+"""
+
+
+def test_generator_init_is_typed_for_callers(tmp_path):
+    api = pytest.importorskip("mypy.api")
+    (tmp_path / "caller.py").write_text(_CALLER)
+    # torch and the other heavy or optional packages are skipped (Any): this checks fastrand's
+    # annotations, in a second or two
+    (tmp_path / "mypy.ini").write_text(
+        f"[mypy]\nmypy_path = {PKG_PARENT}\nfollow_imports = silent\n"
+        "[mypy-torch.*,numpy.*,diffusers.*,torchsde.*,cuda.*,ml_dtypes.*,scipy.*]\n"
+        "follow_imports = skip\nignore_missing_imports = True\n"
+    )
+    out, err, status = api.run(
+        ["--config-file", str(tmp_path / "mypy.ini"), "--cache-dir", str(tmp_path / "cache"),
+         str(tmp_path / "caller.py")]
+    )  # fmt: skip
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert [e.split(":")[1] for e in errors] == ["5", "6"], out + err
+    assert all("[arg-type]" in e for e in errors), out

@@ -31,7 +31,13 @@ def _as_int(value, name):
     # bool, and 0-d bool tensors/arrays (torch.tensor(True) passes operator.index) are no integers
     if isinstance(value, bool):
         raise TypeError(f"{name}: expected an integer, got bool")
-    if type(value) is not int and type(value).__name__ in ("Tensor", "ndarray", "bool_"):
+    if isinstance(value, int):
+        # an int (+ makes an int subclass a plain int); under torch.compile also a dynamic int
+        # (dynamo calls a SymInt an int): operator.index or type() would specialise it (a guard
+        # on its value, so one graph per value), while + and the callers' range comparisons
+        # keep it symbolic and only guard its range
+        return +value
+    if type(value).__name__ in ("Tensor", "ndarray", "bool_"):
         # (by type name: this module imports neither torch nor NumPy, and a traced SymInt has
         # no attributes to ask)
         if str(value.dtype) in ("torch.bool", "bool"):
@@ -111,7 +117,13 @@ class Generator:
 
     __slots__ = ("_lock", "_seed", "_stream", "_offset", "__weakref__")
 
-    def __init__(self, seed=None, *, offset=0, stream=0):
+    def __init__(
+        self,
+        seed: SupportsIndex | None = None,
+        *,
+        offset: SupportsIndex = 0,
+        stream: SupportsIndex = 0,
+    ) -> None:
         self._lock = threading.Lock()
         self._seed = _random_seed() if seed is None else check_seed(seed)
         self._stream = check_u64(stream, "stream")

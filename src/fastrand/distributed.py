@@ -215,9 +215,7 @@ def _distributed_draw(
         starts, lengths = _shard_box(shape, mesh, coordinate, places)
         local_shape = lengths
     local = _draw_box(shape, starts, lengths, local_shape, generator, device, dt, kind, code)
-    if requires_grad:
-        local.requires_grad_(True)
-    return DTensor.from_local(
+    out = DTensor.from_local(
         local,
         mesh,
         places,
@@ -225,6 +223,10 @@ def _distributed_draw(
         shape=torch.Size(shape),
         stride=_contiguous_strides(shape),
     )
+    # set on the DTensor, not on `local`: from_local of a tensor that requires grad returns a
+    # non-leaf (its .grad stays None, optimizers refuse it); torch's DTensor factories give a leaf
+    out.requires_grad_(requires_grad)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

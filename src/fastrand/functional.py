@@ -15,8 +15,10 @@ Arguments are checked as in eager mode in every path: under torch.compile by the
 code at trace time (a static argument that eager refuses is refused while tracing; under
 fullgraph=True torch reports it as torch._dynamo.exc.Unsupported quoting the ValueError or
 TypeError, without fullgraph as the error itself). Ints that torch.compile made dynamic (symbolic)
-go through the same comparisons, which become guards: a value eager refuses fails the guard,
-recompiles and is refused at trace time. The ops check their arguments again when they run and
+stay symbolic: no operator.index (which would specialise them, one graph per value), only the
+same range comparisons, which become guards on the range, so every valid seed, stream and offset
+runs one graph (values of 2^63 and more, beyond int64, one more); a value eager refuses fails
+the guard, recompiles and is refused at trace time. The ops check their arguments again when they run and
 in their fake implementations, so direct torch.ops.fastrand.* calls are checked too (there the
 ints are int64 by the op schema; symbolic sizes get a torch._check(size >= 0)).
 
@@ -41,7 +43,7 @@ from ._api import (
     _float_dtype_arg,
     _shape_arg,
 )
-from ._generator import U64, check_seed, check_u64, next_offset
+from ._generator import U64, _as_int, check_seed, check_u64, next_offset
 
 __all__ = ["randn", "rand", "randn_from_state", "rand_from_state"]
 
@@ -99,8 +101,13 @@ def _op_shape(shape):
 
 def _op_int(value, name):
     """seed / stream / offset of a traced call, checked as eager checks them, as the int64 with
-    the same bits (custom-op ints are int64)."""
-    return _i64(check_seed(value) if name == "seed" else check_u64(value, name))
+    the same bits (custom-op ints are int64). A dynamic int stays symbolic: the checks only
+    guard its range, so every valid value runs the same graph."""
+    if name != "seed":
+        return _i64(check_u64(value, name))
+    s = _as_int(value, name)
+    check_seed(s)  # the range; s - 2^64 below, not its s % 2^64, keeps an int64 seed one graph
+    return s - U64 if s >= (1 << 63) else s
 
 
 def _op_device(device):

@@ -44,6 +44,9 @@ def _bfloat16():
 
 
 def _dtype_arg(dtype):
+    if dtype is None:
+        # float32, the default, as in the torch API (np.dtype(None) would be float64)
+        return np.dtype(np.float32), _C.DT_FLOAT32
     if isinstance(dtype, str) and dtype == "bfloat16":
         bf = _bfloat16()
         if bf is None:
@@ -110,7 +113,8 @@ def randn(
     *,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Standard normals of stream v1 at (seed, stream, offset), as a NumPy array."""
+    """Standard normals of stream v1 at (seed, stream, offset), as a NumPy array of `dtype`
+    (None: float32)."""
     dt, code = _dtype_arg(dtype)
     return _draw(_C.KIND_NORMAL, shape, seed, offset, stream, dt, code, threads)
 
@@ -124,7 +128,8 @@ def rand(
     *,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Uniform [0, 1) values of stream v1 at (seed, stream, offset), as a NumPy array."""
+    """Uniform [0, 1) values of stream v1 at (seed, stream, offset), as a NumPy array of
+    `dtype` (None: float32)."""
     dt, code = _dtype_arg(dtype)
     return _draw(_C.KIND_UNIFORM, shape, seed, offset, stream, dt, code, threads)
 
@@ -144,13 +149,16 @@ def random_words(
 
 
 def next_offset(offset: SupportsIndex, n: SupportsIndex, dtype: DTypeLike = np.float32) -> int:
-    """The offset after drawing n values of `dtype` at `offset` (float64 takes two positions per
-    value, starting at an even position)."""
+    """The offset after drawing n values of `dtype` (None: float32) at `offset` (float64 takes
+    two positions per value, starting at an even position)."""
     o = check_u64(offset, "offset")
     count = _as_int(n, "n")
     if count < 0:
         raise ValueError(f"n: expected a non-negative integer, got {count}")
-    two_words = (
-        not (isinstance(dtype, str) and dtype == "bfloat16") and np.dtype(dtype) == np.float64
-    )
+    if dtype is None or (isinstance(dtype, str) and dtype == "bfloat16"):
+        return _next_offset(o, count, False)  # None: float32, as in randn
+    try:
+        two_words = np.dtype(dtype) == np.float64
+    except TypeError:
+        raise TypeError(f"dtype: expected a NumPy dtype, got {dtype!r}") from None
     return _next_offset(o, count, two_words)
