@@ -103,7 +103,7 @@ py::object torch_cpu_draw(CpuStates& states, uintptr_t state, uintptr_t out, uin
   CpuPosition p;
   if (!states.draw(reinterpret_cast<const uint8_t*>(state), fresh_arg(fresh), n, two_words ? 2 : 1,
                    reinterpret_cast<uint8_t*>(out), &p))
-    return py::none();
+    return py::int_(p.seed);  // the seed whose seeded state is needed
   return py::make_tuple(p.seed, p.stream, p.offset);
 }
 
@@ -173,8 +173,8 @@ PYBIND11_MODULE(_C, m) {
            py::arg("two_words"), py::arg("fresh"),
            "(seed, stream, offset) of an n-value draw from the 5056-byte state at `state`, "
            "the state after it written at `out`. fresh: torch's state right after "
-           "manual_seed(seed), or None to read only a state this object wrote (then None is "
-           "returned for any other, and nothing is written).");
+           "manual_seed(seed), or None to read only a state this object wrote (for any other "
+           "state, the state's seed is returned and nothing is written).");
   m.def("cpu_isa_available", &cpu_isa_available);
   m.def("cpu_isa_selected", &cpu_isa_selected);
   m.def("cpu_isa_select", &cpu_isa_select, py::arg("name"));

@@ -162,6 +162,7 @@ bool CpuStates::draw(const uint8_t* state, const uint8_t* fresh, uint64_t n, int
   if (remembered(state)) {
     carried_position(state, &stream, &offset);
   } else if (fresh == nullptr) {
+    pos->seed = seed;
     return false;
   } else if (memcmp(state, fresh, CPU_STATE_BYTES) == 0) {  // rule 1: right after manual_seed
     stream = TORCH_STREAM;

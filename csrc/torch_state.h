@@ -33,7 +33,7 @@ class CpuStates {
   // The position of an n-value request (per_block values per Philox position pair: 1, or 2 for
   // float64) from `state`, and in `out` the state after it. `fresh` is torch's state right
   // after manual_seed(seed of `state`), or null: then only a state this object wrote is read
-  // (returns false, writes nothing, for any other).
+  // (for any other: returns false with pos->seed set, and writes nothing).
   bool draw(const uint8_t* state, const uint8_t* fresh, uint64_t n, int per_block, uint8_t* out,
             CpuPosition* pos);
 

@@ -64,10 +64,11 @@ class TorchCpuStates:
     def __init__(self, capacity: int) -> None: ...
     def draw(
         self, state: int, out: int, n: int, two_words: bool, fresh: bytes | None
-    ) -> tuple[int, int, int] | None:
+    ) -> tuple[int, int, int] | int:
         """(seed, stream, offset) of an n-value draw from the state at ``state``; the state
         after it is written at ``out``. ``fresh``: torch's state right after manual_seed(seed),
-        or None to read only a state this object wrote (None is returned for any other)."""
+        or None to read only a state this object wrote (for any other, the state's seed is
+        returned and nothing is written)."""
 
 # CUDA, every build -----------------------------------------------------------------------------
 def kernel_sources() -> dict[str, str]: ...

@@ -371,12 +371,11 @@ class _TorchStates:
                 self._cpu = (_C.TorchCpuStates(self.CACHE), buf)
             core, buf = self._cpu
             ptr, out = state.data_ptr(), buf.data_ptr()
-            # a state this process's draws wrote lately is read in the core alone; any other
-            # needs rule 1's reference for its seed (bytes 0-7)
+            # a state this process's draws wrote lately is read in the core alone; for any
+            # other it returns the state's seed, whose seeded state rule 1 compares with
             got = core.draw(ptr, out, n, two_words, None)
-            if got is None:
-                seed = int.from_bytes(state.numpy()[:8].tobytes(), "little")
-                got = core.draw(ptr, out, n, two_words, self._fresh_state(seed))
+            if type(got) is int:
+                got = core.draw(ptr, out, n, two_words, self._fresh_state(got))
             g.set_state(buf)
             return got
 
