@@ -154,8 +154,9 @@ bool CpuStates::remembered(const uint8_t* state) {
 
 bool CpuStates::draw(const uint8_t* state, const uint8_t* fresh, uint64_t n, int per_block,
                      uint8_t* out, CpuPosition* pos) {
-  // The rules in the order of docs/torch-generators.md; a remembered state is one that rule 2
-  // reads (this object built it as C(seed, stream, position)).
+  // A remembered state is read by rule 2 at once (as the Python reader did): this object built
+  // it as C(seed, stream, position), which could be torch's seeded state (rule 1) only if 619
+  // Philox words equalled mt19937's seeding. Any other state: rules 1, 2, 3 in order.
   std::lock_guard<std::mutex> lock(mutex_);
   const uint64_t seed = load64(state);
   uint64_t stream = 0, offset = 0;
