@@ -369,6 +369,7 @@ SOURCES = [
         "cpu.cpp",
         "cpu_box.cpp",
         "parallel.cpp",
+        "torch_state.cpp",
         "cpu_box_scalar.cpp",
         "cpu_box_avx2.cpp",
         "cpu_box_avx512.cpp",

@@ -1,8 +1,10 @@
 """CPU benchmark: fastrand vs torch.randn vs diffusers' CPU-generator path vs NumPy Philox, and
-for float64 vs Intel MKL's Philox Box-Muller when ``mkl_random`` is importable (optional).
+for float64 vs Intel MKL's Philox Box-Muller when ``mkl_random`` is importable (optional). First,
+the per-call cost of small draws with each generator kind (fastrand.Generator, torch.Generator)
+against torch.randn, in one run.
 
 Usage (from the repository root):
-    PYTHONPATH=src python benchmarks/bench_cpu.py [--quick] [--out DIR]
+    PYTHONPATH=src python benchmarks/bench_cpu.py [--quick] [--small-only] [--out DIR]
 
 Writes DIR/cpu.json and DIR/cpu_throughput.png (default DIR: bench-results/).
 """
@@ -29,6 +31,10 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 F64_SHAPES = [(1 << 20,), (1 << 22,)]  # float64 only here (torch.randn float64 is slow)
 REF_SHAPE = (1 << 22,)
 LATENT_REF = (1, 4, 128, 128)
+# small draws, per call: a sampler's per-step noise and SD-size latents
+SMALL = [(1, 4), (1, 4, 64, 64), (1, 4, 128, 128)]
+SMALL_METHODS = ("torch.randn", "fastrand.Generator", "torch.Generator")
+SMALL_BATCH = 20  # calls per timed sample
 
 
 def numel(shape):
@@ -69,6 +75,75 @@ def m_diffusers(shape, dtype):
 def m_fastrand(shape, dtype):
     g = fastrand.Generator(0)
     return lambda: fastrand.randn_tensor(shape, generator=g, device="cpu", dtype=dtype)
+
+
+def m_small(method, shape):
+    """float32 noise of `shape` on the CPU: torch.randn, or fastrand.randn_tensor with a
+    fastrand.Generator or a CPU torch.Generator (which, as in a sampler loop, draws on from the
+    state its previous draw wrote); SMALL_BATCH calls per sample."""
+    if method == "torch.randn":
+
+        def one():
+            return torch.randn(shape)
+
+    else:
+        g = fastrand.Generator(0) if method == "fastrand.Generator" else torch.Generator()
+        g.manual_seed(0)
+
+        def one():
+            return fastrand.randn_tensor(shape, generator=g)
+
+    def batch():
+        for _ in range(SMALL_BATCH):
+            one()
+
+    return batch
+
+
+def small_calls(quick):
+    """Per-call cost (us) of SMALL draws by each SMALL_METHODS entry, interleaved in one run;
+    ratios of best times (and of medians for the torch.Generator overhead)."""
+    tkw = dict(rounds=4, warmup=2, min_repeats=20, max_repeats=400, budget_s=0.2 if quick else 0.4)
+    rows = []
+    for shape in SMALL:
+        times = C.time_cpu_interleaved({m: m_small(m, shape) for m in SMALL_METHODS}, **tkw)
+        best = {m: t["best"] / SMALL_BATCH * 1e6 for m, t in times.items()}
+        med = {m: t["median"] / SMALL_BATCH * 1e6 for m, t in times.items()}
+        fg, tg, tr = (best[m] for m in ("fastrand.Generator", "torch.Generator", "torch.randn"))
+        rows.append(
+            {
+                "shape": C.fmt_shape(shape),
+                "shape_tuple": list(shape),
+                "threads": torch.get_num_threads(),
+                "best_us": best,
+                "median_us": med,
+                "torch_randn_us": tr,
+                "fastrand_gen_us": fg,
+                "torch_gen_us": tg,
+                "torch_gen_overhead": tg / fg - 1,
+                "torch_gen_overhead_median": med["torch.Generator"] / med["fastrand.Generator"] - 1,
+                "fastrand_gen_vs_torch": tr / fg,
+                "torch_gen_vs_torch": tr / tg,
+            }
+        )
+    return rows
+
+
+def _pct(x):
+    return f"{100 * x:+.0f}%"
+
+
+SMALL_COLUMNS = [
+    ("shape", "shape"),
+    ("threads", "threads"),
+    ("torch_randn_us", "torch.randn (us)"),
+    ("fastrand_gen_us", "fastrand.Generator (us)"),
+    ("torch_gen_us", "torch.Generator (us)"),
+    ("torch_gen_overhead", "torch gen vs fastrand gen", _pct),
+    ("torch_gen_overhead_median", "(medians)", _pct),
+    ("fastrand_gen_vs_torch", "vs torch.randn: fastrand gen"),
+    ("torch_gen_vs_torch", "torch gen"),
+]
 
 
 def m_fastrand_numpy(n, threads):
@@ -162,6 +237,17 @@ def run(args):
         "(same shape, dtype and threads; >1 means faster than torch.randn)\n"
     )
 
+    small = small_calls(args.quick)
+    C.print_table(
+        small,
+        SMALL_COLUMNS,
+        title="Small draws, float32, per call (best of samples of "
+        f"{SMALL_BATCH} calls; ratios: x>1 faster than torch.randn)",
+    )
+    print()
+    if args.small_only:
+        return _write(args, info, {"small_calls": small})
+
     mkl_random = mkl_random_module()
     print(
         "MKL comparison (float64 rows): "
@@ -250,15 +336,13 @@ def run(args):
         print()
 
     summary = make_summary(rows, isas, thread_counts, default_isa)
-    os.makedirs(args.out, exist_ok=True)
-    C.write_json(
-        os.path.join(args.out, "cpu.json"),
+    _write(
+        args,
+        info,
         {
-            "benchmark": "cpu",
-            "mode": "quick" if args.quick else "full",
-            "machine": info,
             "isa_consistency": consistency,
             "timing": tkw,
+            "small_calls": small,
             "results": rows,
             "stages": stages,
             "paths": paths,
@@ -266,7 +350,17 @@ def run(args):
         },
     )
     plot(rows, isas, thread_counts, os.path.join(args.out, "cpu_throughput.png"), info)
-    print_summary(summary, consistency, info)
+    print_summary(summary, consistency, info, small)
+    return 0
+
+
+def _write(args, info, parts):
+    os.makedirs(args.out, exist_ok=True)
+    mode = "quick" if args.quick else "full"
+    C.write_json(
+        os.path.join(args.out, "cpu.json"),
+        {"benchmark": "cpu", "mode": mode, "machine": info, **parts},
+    )
     return 0
 
 
@@ -438,7 +532,7 @@ def make_summary(rows, isas, thread_counts, default_isa):
     }
 
 
-def print_summary(s, consistency, info):
+def print_summary(s, consistency, info, small):
     print()
     print(
         f"Summary (fastrand best CPU path: {s['best_path']}; default path "
@@ -458,6 +552,12 @@ def print_summary(s, consistency, info):
         print(
             f"  {e['label']:<32} {e['fastrand_ms']:8.3f} ms  {e['fastrand_gvals']:6.3f} G/s  "
             f"x{e['vs_torch']:.2f} vs torch.randn{extra}"
+        )
+    for r in small:
+        print(
+            f"  {r['shape'] + ' per call':<32} fastrand.Generator {r['fastrand_gen_us']:.1f} us, "
+            f"torch.Generator {r['torch_gen_us']:.1f} us ({_pct(r['torch_gen_overhead'])}), "
+            f"torch.randn {r['torch_randn_us']:.1f} us"
         )
     bad = [k for k, v in consistency.items() if v == "DIFFERENT"]
     if bad:
@@ -505,6 +605,11 @@ def main(argv=None):
         "--quick",
         action="store_true",
         help="only float32 2^22, float32 (1,4,128,128) and bfloat16 2^22, fewer repeats",
+    )
+    p.add_argument(
+        "--small-only",
+        action="store_true",
+        help="only the per-call costs of small draws (both generator kinds and torch.randn)",
     )
     return run(p.parse_args(argv))
 

@@ -33,13 +33,14 @@ def _objects():
 
 
 def _cache_sizes():
-    """The torch-generator reader's caches (pure functions of a state, bounded)."""
-    return len(TORCH_TRACKER._fresh), len(TORCH_TRACKER._written)
+    """The torch-generator reader's seed -> seeded-state table (pure functions of a state,
+    bounded). The CPU states it wrote are remembered in the compiled core, in a ring of
+    TORCH_TRACKER.CACHE states allocated once (its memory is in the resident-size checks)."""
+    return len(TORCH_TRACKER._fresh)
 
 
 def _caches_bounded():
-    fresh, written = _cache_sizes()
-    return fresh <= 64 and written <= TORCH_TRACKER.CACHE
+    return _cache_sizes() <= 64
 
 
 def _fastrand_draws(count, gens):

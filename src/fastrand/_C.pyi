@@ -55,6 +55,23 @@ def cpu_isa_selected() -> str: ...
 def cpu_isa_select(name: str) -> bool: ...
 def cpu_isa_env_warning() -> str: ...
 
+# CPU torch.Generator states (docs/torch-generators.md; csrc/torch_state.cpp) ---------------------
+# C(seed, stream, pos): the 5056-byte state a draw that ends at pos of stream leaves behind.
+def torch_cpu_state(seed: int, stream: int, pos: int) -> bytes: ...
+
+class TorchCpuStates:
+    """Reads CPU torch.Generator states and writes the states that record draws, remembering
+    the last ``capacity`` states it wrote."""
+
+    def __init__(self, capacity: int) -> None: ...
+    def draw(
+        self, state: int, out: int, n: int, two_words: bool, fresh: bytes | None
+    ) -> tuple[int, int, int] | int:
+        """(seed, stream, offset) of an n-value draw from the state at ``state``; the state
+        after it is written at ``out``. ``fresh``: torch's state right after manual_seed(seed),
+        or None to read only a state this object wrote (for any other, the state's seed is
+        returned and nothing is written)."""
+
 # CUDA, every build -----------------------------------------------------------------------------
 def kernel_sources() -> dict[str, str]: ...
 def cuda_set_variant(variant: int) -> None: ...

@@ -17,7 +17,7 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, SupportsIndex
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 if TYPE_CHECKING:
     import torch
@@ -236,7 +236,6 @@ def _restore_generator(seed, stream, offset):
 # torch.Generator: positions from the generator's state (docs/torch-generators.md)
 TORCH_STREAM = 1 << 63  # the stream of a torch generator's own sequence after manual_seed(s)
 
-_M32 = 0xFFFFFFFF
 _HASH_DOMAIN = b"fastrand-torch"  # blake2b personalisation of every hash below
 
 
@@ -255,40 +254,22 @@ def _hash64(tag, *values):
     return int.from_bytes(h.digest(), "little")
 
 
-# CPU generators (mt19937). The state tensor is torch's CPUGeneratorImplState, little-endian:
-# the_initial_seed u64 @0, left i32 @8, seeded i32 @12, next u64 @16, the 624 mt19937 words as
-# u64 (upper halves zero) @24, normal_x, normal_y, normal_rho f64 @5016, normal_is_valid i32
-# @5040, 4 pad bytes, next_float_normal_sample f32 @5048, its valid flag @5052, 3 pad bytes.
+# CPU generators (mt19937): the state tensor is torch's CPUGeneratorImplState (5056 bytes,
+# layout in docs/torch-generators.md). The compiled core reads it and builds the state a draw
+# writes (csrc/torch_state.cpp); only rule 1's reference, torch's own state right after
+# manual_seed(s), comes from torch.
 _CPU_STATE_LEN = 5056
-_CPU_WORDS = 624
-_CPU_TAG = 0x46524731  # "FRG1": word 0 of a state that a fastrand draw wrote
-_CPU_HEADER = struct.Struct("<QiiQ")  # the_initial_seed, left, seeded, next
-_CPU_PREFIX = struct.Struct("<QiiQQQQQQ")  # header, then words 0-4: tag, stream lo/hi, pos lo/hi
-_CPU_FILLER = _CPU_WORDS - 5  # words 5..623: raw stream v1 words under a hashed key
-_CPU_TAIL = bytes(_CPU_STATE_LEN - 24 - 8 * _CPU_WORDS)  # no cached normals
 
 
 def _cpu_state(seed, stream, pos):
-    """The CPU generator state a fastrand draw leaves behind: torch's seed unchanged; mt19937
-    word 0 the tag, words 1-4 (stream, next position) as 32-bit halves, words 5-623 the stream
-    v1 raw words 0..618 of (key = blake2b-64 of (seed, stream, position), stream 0); left = 1
-    and next = 0, so that torch's next use regenerates all 624 words first; no cached normals."""
-    import numpy as np
-
+    """The CPU generator state a fastrand draw leaves behind, C(seed, stream, pos): torch's seed
+    unchanged; mt19937 word 0 the tag, words 1-4 (stream, next position) as 32-bit halves, words
+    5-623 the stream v1 raw words 0..618 of (key = blake2b-64 of (seed, stream, position),
+    stream 0); left = 1 and next = 0, so that torch's next use regenerates all 624 words first;
+    no cached normals."""
     from . import _C
 
-    key = _hash64(b"cpu-fill", seed, stream, pos)
-    words = np.empty(_CPU_FILLER, dtype=np.uint32)
-    _C.fill_cpu(words.ctypes.data, _CPU_FILLER, _C.KIND_WORDS, _C.DT_UINT32, key, 0, 0, 1)
-    return b"".join(
-        (
-            _CPU_PREFIX.pack(
-                seed, 1, 1, 0, _CPU_TAG, stream & _M32, stream >> 32, pos & _M32, pos >> 32
-            ),
-            words.astype("<u8").tobytes(),
-            _CPU_TAIL,
-        )
-    )
+    return _C.torch_cpu_state(seed, stream, pos)
 
 
 # Philox generators (CUDA and others): the state is (seed, offset), offset a multiple of 4.
@@ -358,22 +339,19 @@ class _TorchStates:
     state a fastrand draw wrote (recognised exactly: it is rebuilt from what it encodes) goes on
     where that draw ended; any other state draws at (s, 2^63 | 63-bit hash of the state, 0).
     Philox generators (CUDA and others): the offset encodes the position (see _px_position).
-    The two dictionaries only remember results of pure functions of a state, so they change
-    speed, never a result.
+    The compiled core reads and writes CPU states (csrc/torch_state.cpp) and remembers the last
+    states it wrote; that memory and the seed -> seeded-state dictionary only hold results of
+    pure functions of a state, so they change speed, never a result.
     """
 
-    CACHE = 256
+    CACHE = 64  # CPU states the compiled core remembers having written
 
     def __init__(self):
         self._lock = threading.Lock()
         self._fresh = OrderedDict()  # seed -> CPU state bytes right after manual_seed(seed)
-        self._written = OrderedDict()  # CPU state bytes a draw writes -> (stream, position)
-
-    @staticmethod
-    def _remember(table, key, value, bound):
-        table[key] = value
-        if len(table) > bound:
-            table.popitem(last=False)
+        # made at the first CPU draw: the core's reader and writer (_C.TorchCpuStates), and the
+        # buffer of the state a draw writes (a CPU torch.uint8 tensor, passed to set_state)
+        self._cpu: tuple[Any, torch.Tensor] | None = None
 
     def _fresh_state(self, seed):
         raw = self._fresh.get(seed)
@@ -383,43 +361,35 @@ class _TorchStates:
             fresh = torch.Generator(device="cpu")
             fresh.manual_seed(seed)
             raw = fresh.get_state().numpy().tobytes()
-            self._remember(self._fresh, seed, raw, 64)
+            self._fresh[seed] = raw
+            if len(self._fresh) > 64:
+                self._fresh.popitem(last=False)
         return raw
 
-    def _cpu_position(self, raw, seed):
-        hit = self._written.get(raw)
-        if hit is not None:
-            return hit
-        if raw == self._fresh_state(seed):
-            return TORCH_STREAM, 0
-        _, left, _, nxt, tag, s_lo, s_hi, p_lo, p_hi = _CPU_PREFIX.unpack_from(raw)
-        if tag == _CPU_TAG and left == 1 and nxt == 0 and max(s_lo, s_hi, p_lo, p_hi) <= _M32:
-            stream, pos = s_lo | s_hi << 32, p_lo | p_hi << 32
-            if raw == _cpu_state(seed, stream, pos):
-                return stream, pos
-        h = int.from_bytes(
-            hashlib.blake2b(raw, digest_size=8, person=_HASH_DOMAIN, salt=b"cpu").digest(),
-            "little",
-        )
-        return TORCH_STREAM | (h >> 1), 0
-
     def _reserve_cpu(self, g, n, two_words):
-        import torch
-
         with self._lock:
-            raw = g.get_state().numpy().tobytes()
-            if len(raw) != _CPU_STATE_LEN:
+            state = g.get_state()
+            if state.numel() != _CPU_STATE_LEN:
                 raise ValueError(
-                    f"generator: this torch's CPU generator state has {len(raw)} bytes, not the "
-                    f"{_CPU_STATE_LEN} of the layout fastrand reads (docs/torch-generators.md)"
+                    f"generator: this torch's CPU generator state has {state.numel()} bytes, not "
+                    f"the {_CPU_STATE_LEN} of the layout fastrand reads (docs/torch-generators.md)"
                 )
-            seed = _CPU_HEADER.unpack_from(raw)[0]
-            stream, pos = self._cpu_position(raw, seed)
-            end = next_offset(pos, n, two_words)
-            new = _cpu_state(seed, stream, end)
-            g.set_state(torch.frombuffer(bytearray(new), dtype=torch.uint8))
-            self._remember(self._written, new, (stream, end), self.CACHE)
-            return seed, stream, pos
+            if self._cpu is None:
+                import torch
+
+                from . import _C
+
+                buf = torch.empty(_CPU_STATE_LEN, dtype=torch.uint8, device="cpu")
+                self._cpu = (_C.TorchCpuStates(self.CACHE), buf)
+            core, buf = self._cpu
+            ptr, out = state.data_ptr(), buf.data_ptr()
+            # a state this process's draws wrote lately is read in the core alone; for any
+            # other it returns the state's seed, whose seeded state rule 1 compares with
+            got = core.draw(ptr, out, n, two_words, None)
+            if type(got) is int:
+                got = core.draw(ptr, out, n, two_words, self._fresh_state(got))
+            g.set_state(buf)
+            return got
 
     def precheck(self, g):
         """Refuses what reserve(g, ...) would refuse before drawing, without advancing g (a
