@@ -13,7 +13,8 @@ from ._cuda import _raw_stream
 from ._cuda._common import DEVICE_BACKEND as _CUDA_BACKEND
 from ._cuda._common import READY as _CUDA_READY
 from ._generator import MAX_NUMEL as _MAX_NUMEL
-from ._generator import TORCH_TRACKER, Generator, check_shape
+from ._generator import Generator, check_shape
+from ._sources import direct_reserve, source_of
 
 _NORMAL, _UNIFORM, _WORDS = _C.KIND_NORMAL, _C.KIND_UNIFORM, _C.KIND_WORDS
 _FLOAT_CODES = {
@@ -146,20 +147,6 @@ def _size_args(size, name="size"):
     return _shape_arg(size, name)
 
 
-def _reserve(generator, n, two_words):
-    """(seed, stream, offset) for an n-value request, advancing the generator."""
-    if isinstance(generator, Generator):
-        return generator._reserve(n, two_words)
-    if generator is None:
-        generator = torch.default_generator
-    if isinstance(generator, torch.Generator):
-        return TORCH_TRACKER.reserve(generator, n, two_words)
-    raise TypeError(
-        "generator: expected a fastrand.Generator, a fastrand.CudaGraphGenerator, "
-        f"a torch.Generator, a list of them or None, got {type(generator).__name__}"
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # kernels
 def _fill(out, n, dev, kind, code, seed, stream, offset):
@@ -180,101 +167,38 @@ def _fill(out, n, dev, kind, code, seed, stream, offset):
 
 
 def _draw(shape, generator, device, dtype, kind, code):
+    src = source_of(generator)  # the one question about the generator's kind
     if device.type == "cuda":  # readies the kernels, or refuses, before any reservation
         _cuda.prepare(device.index, kind, code)
-    two_words = code == _DT_FLOAT64
     out = torch.empty(shape, dtype=dtype, device=device)
-    n = math.prod(shape)
     if device.type == "meta":  # shape and dtype only, as torch's factories: nothing drawn
-        _check_generator_type(generator)
         return out
-    if type(generator) is Generator:  # the common case first
-        seed, stream, offset = generator._reserve(n, two_words)
-        return _fill(out, n, device, kind, code, seed, stream, offset)
-    if isinstance(generator, (list, tuple)):
-        if len(generator) == 1:  # a list of one is its element, whatever its kind
-            generator = generator[0]
-        else:
-            return _draw_rows(out, shape, n, generator, device, kind, code, two_words)
-    if _is_graph_generator(generator):
-        _check_graph_generator(generator, out.device)
-        return _graph_fill(generator, out, n, kind, code)
-    seed, stream, offset = _reserve(generator, n, two_words)
+    if src.rows is not None:
+        src.check(shape, out.device)
+    else:
+        src.check(out.device)
+    return _fill_from(src, out, math.prod(shape), shape, device, kind, code)
+
+
+def _fill_from(src, out, n, shape, device, kind, code):
+    """Fills `out` (n values) from a checked source: positions reserved on the host, the state
+    on the device, or one source per batch row."""
+    if src.rows is not None:
+        row = n // shape[0] if shape[0] else 0
+        flat = out.view(-1)
+        for i in range(shape[0]):
+            part = flat[i * row : (i + 1) * row]
+            _fill_from(src.rows[i], part, row, (row,), device, kind, code)
+        return out
+    if src.state is not None:
+        from ._graph import keep_for_capture
+
+        _cuda.prepare(src.device.index, kind, code, "state")
+        keep_for_capture(src.state)  # a graph captured now keeps the state's address
+        _cuda.fill_state(out, n, kind, code, src.state)
+        return out
+    seed, stream, offset = src.reserve(n, code == _DT_FLOAT64)
     return _fill(out, n, device, kind, code, seed, stream, offset)
-
-
-def _check_generator_type(generator):
-    """The generator checks of a draw, for the meta device (which draws nothing, advances
-    nothing, and only validates)."""
-    gens = generator if isinstance(generator, (list, tuple)) else [generator]
-    for i, g in enumerate(gens):
-        if g is None and generator is None:
-            continue
-        if not (isinstance(g, (Generator, torch.Generator)) or _is_graph_generator(g)):
-            where = f"element {i} of the list" if gens is not generator else "generator"
-            raise TypeError(
-                f"generator: {where} is a {type(g).__name__}, expected a fastrand.Generator, "
-                "fastrand.CudaGraphGenerator, torch.Generator, a list of them or None"
-            )
-
-
-def _draw_rows(out, shape, n, generators, device, kind, code, two_words):
-    """Row i of the batch from generators[i]. Every row's generator is checked before any of
-    them advances, so a refused list leaves them all untouched. Kinds may be mixed."""
-    if len(shape) == 0:
-        raise ValueError("generator: a list of generators needs a shape with a batch dimension")
-    if len(generators) < shape[0]:
-        raise ValueError(
-            f"generator: a list of {len(generators)} generators for a batch of "
-            f"{shape[0]}; expected at least {shape[0]}"
-        )
-    for i in range(shape[0]):
-        gi = generators[i]
-        if _is_graph_generator(gi):
-            _check_graph_generator(
-                gi, out.device, f"the CudaGraphGenerator at element {i} of the list"
-            )
-        elif isinstance(gi, torch.Generator):
-            TORCH_TRACKER.precheck(gi)
-        elif not isinstance(gi, Generator):
-            raise TypeError(
-                f"generator: element {i} of the list is a "
-                f"{type(gi).__name__}, expected a fastrand.Generator, "
-                "fastrand.CudaGraphGenerator or torch.Generator"
-            )
-    row = n // shape[0] if shape[0] else 0
-    flat = out.view(-1)
-    for i in range(shape[0]):
-        part = flat[i * row : (i + 1) * row]
-        gi = generators[i]
-        if _is_graph_generator(gi):
-            _graph_fill(gi, part, row, kind, code)
-            continue
-        seed, stream, offset = _reserve(gi, row, two_words)
-        _fill(part, row, device, kind, code, seed, stream, offset)
-    return out
-
-
-def _is_graph_generator(g):
-    return type(g).__name__ == "CudaGraphGenerator" and type(g).__module__ == "fastrand._graph"
-
-
-def _check_graph_generator(g, device, what="a CudaGraphGenerator"):
-    """What a CudaGraphGenerator's draw would refuse, checked before anything advances."""
-    if device != g.device:
-        raise ValueError(f"device: {what} on {g.device} draws only on that device, not {device}")
-    index = g.device.index
-    if not _cuda.native(index):
-        raise ValueError(
-            "generator: CudaGraphGenerator needs a CUDA kernel (AOT or NVRTC), and "
-            f"{g.device} has none: {_cuda.copy_reason(index)}"
-        )
-
-
-def _graph_fill(g, out, n, kind, code):
-    from ._graph import reserve_on_device
-
-    return reserve_on_device(g, out, n, kind, code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,7 +224,8 @@ def randn_tensor(
     torch.Generator of any device, None (torch's default generator), or a list of them: then row
     ``i`` of the batch (shape ``(1,) + shape[1:]``) comes from ``generator[i]``.
     """
-    if type(generator) is Generator and type(shape) is tuple and layout is None:
+    reserve = direct_reserve(generator)
+    if reserve is not None and type(shape) is tuple and layout is None:
         # The common call, repeated every denoising step: skip the argument checks it passed
         # before. Sizes must be plain ints (a bool or float equal to a cached int is not).
         try:
@@ -315,7 +240,7 @@ def randn_tensor(
                 dev, dt, code, n, two, backend = entry
                 out = torch.empty(shape, dtype=dt, device=dev)
                 if backend == 1:
-                    seed, stream, offset = generator._reserve(n, two)
+                    seed, stream, offset = reserve(n, two)
                     if n:
                         index = out.get_device()
                         _C.fill_cuda(
@@ -331,7 +256,7 @@ def randn_tensor(
                         )
                     return out
                 if backend == 0:
-                    seed, stream, offset = generator._reserve(n, two)
+                    seed, stream, offset = reserve(n, two)
                     if n:
                         _C.fill_cpu(
                             out.data_ptr(),
@@ -350,9 +275,9 @@ def randn_tensor(
                         # readied before the reservation: a refusal costs nothing
                         _cuda.prepare(index, _NORMAL, code)
                     if _CUDA_BACKEND.get(index) != "nvrtc":  # it fell back: the general path
-                        seed, stream, offset = generator._reserve(n, two)
+                        seed, stream, offset = reserve(n, two)
                         return _fill(out, n, out.device, _NORMAL, code, seed, stream, offset)
-                    seed, stream, offset = generator._reserve(n, two)
+                    seed, stream, offset = reserve(n, two)
                     _C.drv_fill(
                         out.data_ptr(),
                         n,
@@ -367,13 +292,13 @@ def randn_tensor(
                     return out
                 if n and out.is_cuda:
                     _cuda.prepare(out.get_device(), _NORMAL, code)
-                seed, stream, offset = generator._reserve(n, two)
+                seed, stream, offset = reserve(n, two)
                 if n == 0:
                     return out
                 return _fill(out, n, out.device, _NORMAL, code, seed, stream, offset)
     out = _normal(_shape_arg(shape), generator, device, dtype, layout, "shape")
     if (
-        type(generator) is Generator
+        reserve is not None
         and type(shape) is tuple
         and layout is None
         and dtype is not None

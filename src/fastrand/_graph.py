@@ -221,24 +221,3 @@ class CudaGraphGenerator:
 
 def _restore(seed: int, stream: int, offset: int, device: str) -> CudaGraphGenerator:
     return CudaGraphGenerator(seed, device, offset=offset, stream=stream)
-
-
-def reserve_on_device(g, out, n, kind, code):
-    """Fills `out` (n values, on g.device) from the device state and advances it."""
-    from . import _cuda
-
-    if out.device != g.device:
-        raise ValueError(
-            f"device: a CudaGraphGenerator on {g.device} draws only on that device, "
-            f"not {out.device}"
-        )
-    index = g.device.index
-    if not _cuda.native(index):
-        raise ValueError(
-            "generator: CudaGraphGenerator needs a CUDA kernel (AOT or NVRTC), and "
-            f"{g.device} has none: {_cuda.copy_reason(index)}"
-        )
-    _cuda.prepare(index, kind, code, "state")  # kernels ready before the capture keeps the state
-    keep_for_capture(g.state)  # a graph captured now keeps the state's address
-    _cuda.fill_state(out, n, kind, code, g.state)
-    return out

@@ -23,9 +23,9 @@ from ._api import (
     _device_arg,
     _factory_device,
     _float_dtype_arg,
-    _reserve,
 )
-from ._generator import Generator, check_shape
+from ._generator import check_shape
+from ._sources import source_of
 
 _NORMAL, _UNIFORM = _C.KIND_NORMAL, _C.KIND_UNIFORM
 _DT_FLOAT64 = _C.DT_FLOAT64
@@ -98,16 +98,6 @@ def _index_arg(index: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int]
             lengths.append(1)
             kept.append(False)
     return starts, lengths, kept
-
-
-def _generator_arg(generator: Any) -> None:
-    """Refuses what a region draw cannot take before any generator has advanced."""
-    if generator is None or isinstance(generator, (Generator, torch.Generator)):
-        return
-    raise TypeError(
-        "generator: a region draw takes a fastrand.Generator, a torch.Generator or None, "
-        f"got {type(generator).__name__}"
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,10 +176,12 @@ def _draw_box(
 ) -> torch.Tensor:
     """The box [starts, starts + lengths) of a `shape` draw, shaped `out_shape`, with every
     argument already checked; advances the generator by numel(shape)."""
+    src = source_of(generator, rows=False, state=False, draw="a region draw")
     out = torch.empty(tuple(out_shape), dtype=dtype, device=device)
     if out.is_cuda and out.numel():  # kernels ready (or the draw refused) before any reservation
         _cuda.prepare(out.get_device(), kind, code, "box")
-    seed, stream, offset = _reserve(generator, math.prod(shape), code == _DT_FLOAT64)
+    src.check(out.device)
+    seed, stream, offset = src.reserve(math.prod(shape), code == _DT_FLOAT64)
     if out.numel() == 0:
         return out
     base, sizes, gstrides = _collapse(shape, starts, lengths)
@@ -230,7 +222,7 @@ def _slice_draw(
     dt, code = _float_dtype_arg(dtype)
     _check_bytes(shape, dt, "shape")
     starts, lengths, kept = _index_arg(index, shape)
-    _generator_arg(generator)
+    source_of(generator, rows=False, state=False, draw="a region draw")  # before any work
     out_shape = [n for n, k in zip(lengths, kept) if k]
     if dev.type == "meta":  # shape and dtype only, as torch's factories: nothing drawn
         return torch.empty(out_shape, dtype=dt, device=dev)

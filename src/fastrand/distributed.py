@@ -29,7 +29,8 @@ import torch.distributed as _dist
 
 from . import _C
 from ._api import _check_bytes, _device_arg, _float_dtype_arg, _layout_arg, _size_args
-from ._slice import _draw_box, _generator_arg
+from ._slice import _draw_box
+from ._sources import source_of
 
 if not _dist.is_available():  # pragma: no cover - torch builds without distributed support
     raise ImportError("fastrand.distributed needs torch.distributed, which this torch lacks")
@@ -205,7 +206,7 @@ def _distributed_draw(
     mesh = _mesh_arg(device_mesh)
     places = _placements_arg(placements, mesh, len(shape))
     device = _mesh_device(mesh)
-    _generator_arg(generator)
+    source_of(generator, rows=False, state=False, draw="a region draw")  # before any work
     coordinate = mesh.get_coordinate()
     if coordinate is None:
         # a rank outside the mesh holds an empty local tensor (as torch's factories give it)
