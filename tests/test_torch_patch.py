@@ -27,6 +27,11 @@ CUDA = torch.cuda.is_available()
 
 @pytest.fixture(autouse=True)
 def _no_patch_left():
+    # torch.set_default_device("cpu") (how other tests restore the default) leaves a DeviceContext
+    # mode on the stack; None removes it, so the counts below start from an empty stack
+    if torch.get_default_device().type == "cpu":
+        torch.set_default_device(None)
+    assert torch._C._len_torch_function_stack() == 0
     yield
     fastrand.unpatch_torch()
     assert torch._C._len_torch_function_stack() == 0

@@ -11,7 +11,14 @@ from conftest import PKG_PARENT
 import fastrand
 from fastrand import _C
 
-AOT_ONLY = {"fill_cuda", "fill_cuda_state", "fill_cuda_box", "probe_cuda"}
+AOT_ONLY = {
+    "fill_cuda",
+    "fill_cuda_state",
+    "fill_cuda_box",
+    "probe_cuda",
+    "cuda_prepare",
+    "cuda_versions",
+}
 
 
 def _stub_names():
@@ -19,7 +26,7 @@ def _stub_names():
     tree = ast.parse(stub.read_text(encoding="utf-8"))
     names = set()
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names.add(node.target.id)
@@ -58,8 +65,11 @@ def test_generator_init_is_typed_for_callers(tmp_path):
     (tmp_path / "caller.py").write_text(_CALLER)
     # torch and the other heavy or optional packages are skipped (Any): this checks fastrand's
     # annotations, in a second or two
+    # an installed fastrand (site-packages) is found by mypy itself, which refuses site-packages
+    # on its search path; a source tree is named
+    path = "" if "-packages" in PKG_PARENT else f"mypy_path = {PKG_PARENT}\n"
     (tmp_path / "mypy.ini").write_text(
-        f"[mypy]\nmypy_path = {PKG_PARENT}\nfollow_imports = silent\n"
+        f"[mypy]\n{path}follow_imports = silent\n"
         "[mypy-torch.*,numpy.*,diffusers.*,torchsde.*,cuda.*,ml_dtypes.*,scipy.*]\n"
         "follow_imports = skip\nignore_missing_imports = True\n"
     )
