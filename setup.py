@@ -5,8 +5,8 @@ torch headers, so the build needs only setuptools and pybind11 and one build wor
 torch. Each source gets its own flags: the per-ISA CPU kernels their -m flags, the CUDA kernel
 nvcc. Stream math is never compiled with fast-math or floating-point contraction.
 
-Every build, with or without nvcc, holds the CUDA kernel source (csrc/fastrand_kernels.cuh and
-the headers it includes, embedded byte for byte so the run-time backend compiles them with
+Every build, with or without nvcc, holds the CUDA kernel source (csrc/cuda/fastrand_kernels.cuh
+and the headers it includes, embedded byte for byte so the run-time backend compiles them with
 NVRTC) and the driver-API launcher (plain C++, libcuda opened at run time).
 
 Environment:
@@ -39,7 +39,12 @@ def _read_version():
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VERSION = _read_version()
-CSRC = os.path.join("csrc")
+CSRC = "csrc"
+# csrc/ by part: backend.h at the top (the interface between the bindings and the backends), the
+# stream math (host and device), the CPU backend, the CUDA backend, the Python bindings. Every
+# file includes the others by bare name (#include "x.h") with -I for each folder, as NVRTC sees
+# the kernel source (files named by bare name), so a name is in one folder only (csrc_file).
+CSRC_DIRS = [CSRC] + [os.path.join(CSRC, d) for d in ("stream", "cpu", "cuda", "bindings")]
 
 # Host flags for every translation unit: exact IEEE arithmetic, no contraction, no errno calls
 # around sqrt (a correctly rounded sqrt either way).
@@ -209,19 +214,43 @@ def cuda_config():
     }
 
 
+def csrc_file(name):
+    """The path (from the project root) of csrc's file `name`, in whichever of CSRC_DIRS holds
+    it. Every name must be in one folder only (a bare-name include would be ambiguous)."""
+    found = [
+        os.path.join(d, name) for d in CSRC_DIRS if os.path.isfile(os.path.join(HERE, d, name))
+    ]
+    if not found:
+        raise RuntimeError(f"csrc file {name!r} is in none of {', '.join(CSRC_DIRS)}")
+    if len(found) > 1:
+        raise RuntimeError(
+            f"csrc file {name!r} is in several folders ({', '.join(found)}): the sources include "
+            "each other by bare name, so a name must be in one folder only"
+        )
+    return found[0]
+
+
+def check_csrc_names():
+    """Refuses a file name found in two csrc folders (see csrc_file)."""
+    for d in CSRC_DIRS:
+        for name in os.listdir(os.path.join(HERE, d)):
+            if os.path.isfile(os.path.join(HERE, d, name)):
+                csrc_file(name)
+
+
 KERNEL_MAIN = "fastrand_kernels.cuh"
 
 
 def kernel_source_files():
-    """The NVRTC program's files: KERNEL_MAIN and every csrc/ file it includes with
-    #include "x" (transitively), name -> bytes. System includes (<...>) are not followed: the
-    source keeps them out of NVRTC's way (see fastrand_stream.h)."""
+    """The NVRTC program's files: KERNEL_MAIN and every csrc file it includes with #include "x"
+    (transitively), bare name -> bytes. System includes (<...>) are not followed: the source
+    keeps them out of NVRTC's way (see fastrand_stream.h)."""
     files, todo = {}, [KERNEL_MAIN]
     while todo:
         name = todo.pop()
         if name in files:
             continue
-        with open(os.path.join(HERE, CSRC, name), "rb") as f:
+        with open(os.path.join(HERE, csrc_file(name)), "rb") as f:
             data = f.read()
         files[name] = data
         for inc in re.findall(rb'^\s*#\s*include\s*"([^"]+)"', data, re.MULTILINE):
@@ -263,10 +292,12 @@ class BuildExt(build_ext):
     """Compiles each source with its own flags (.cu through nvcc), then links them."""
 
     def build_extension(self, ext):
+        check_csrc_names()
         cuda = cuda_config()
         import pybind11
 
-        includes = [pybind11.get_include(), os.path.join(HERE, CSRC)]
+        csrc_includes = [f"-I{os.path.join(HERE, d)}" for d in CSRC_DIRS]
+        includes = [pybind11.get_include()]
         import sysconfig
 
         includes.append(sysconfig.get_paths()["include"])
@@ -300,6 +331,7 @@ class BuildExt(build_ext):
                 + arch_flags
                 + isa_sources.get(name, [])
                 + [f"-D{k}={v}" for k, v in defines]
+                + csrc_includes
                 + [f"-I{i}" for i in includes]
                 + ["-c", src, "-o", obj]
             )
@@ -320,8 +352,8 @@ class BuildExt(build_ext):
                             "-fPIC,-ffp-contract=off,-fvisibility=hidden",
                             f'-DFASTRAND_CUDA_ARCHS="{cuda["names"]}"',
                             "-DFASTRAND_WITH_CUDA=1",
-                            f"-I{os.path.join(HERE, CSRC)}",
                         ]
+                        + csrc_includes
                         + cuda["gencode"]
                         + ["-c", src, "-o", obj]
                     )
@@ -360,7 +392,7 @@ class BuildExt(build_ext):
 
 
 SOURCES = [
-    os.path.join(CSRC, f)
+    csrc_file(f)
     for f in (
         "bindings.cpp",
         "bindings_cuda.cpp",

@@ -1,8 +1,8 @@
 """Static estimate of the CPU fill loops' cost in cycles per value, with llvm-mca.
 
 For machines that are not at hand (ARM: Apple M1, Neoverse V2; x86 models too): compiles the
-per-ISA fill loop (csrc/cpu_neon.cpp with an aarch64 compiler, csrc/cpu_avx2.cpp with the host
-x86-64 compiler) to assembly with setup.py's flags, takes the main SIMD loop of one op
+per-ISA fill loop (csrc/cpu/cpu_neon.cpp with an aarch64 compiler, csrc/cpu/cpu_avx2.cpp with the
+host x86-64 compiler) to assembly with setup.py's flags, takes the main SIMD loop of one op
 (simd_groups over four lane groups: 16 blocks a step on NEON, 32 on AVX2), and asks llvm-mca
 for the cycles of its steady state: the loop body around the Philox rounds once, plus the
 rounds' inner loop times 10 (the compilers keep the rounds as a loop). Divided by the values a
@@ -23,13 +23,15 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
-FLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-I" + CSRC]
+# csrc/ and its folders (the sources include each other by bare file name, as setup.py builds them)
+INCLUDES = ["-I" + CSRC] + sorted("-I" + d.path for d in os.scandir(CSRC) if d.is_dir())
+FLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", *INCLUDES]
 # path: (compiler candidates, extra flags, source, llvm-mca triple, CPUs, blocks a step)
 PATHS = {
     "neon": (
         ["aarch64-linux-gnu-g++"],
         [],
-        "cpu_neon.cpp",
+        "cpu/cpu_neon.cpp",
         "aarch64",
         ["apple-m1", "neoverse-v2", "neoverse-n1"],
         16,
@@ -37,7 +39,7 @@ PATHS = {
     "avx2": (
         ["g++"],
         ["-mavx2", "-mfma", "-mf16c"],
-        "cpu_avx2.cpp",
+        "cpu/cpu_avx2.cpp",
         "x86_64",
         ["znver3", "skylake"],
         32,

@@ -1,4 +1,5 @@
-"""Shared helpers: bit views, the independent NumPy reference, child-process environments."""
+"""Shared helpers: bit views, the independent NumPy reference, child-process environments, the
+paths of csrc's files for the native test builds."""
 
 import os
 
@@ -77,3 +78,17 @@ def child_env(base=None, **extra):
     old = env.get("PYTHONPATH")
     env["PYTHONPATH"] = PKG_PARENT + (os.pathsep + old if old else "")
     return env
+
+
+# csrc/ and its folders: the include path of the native test builds (the sources include each
+# other by bare file name, as setup.py compiles them with -I for each folder)
+CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
+CSRC_DIRS = [CSRC] + sorted(d.path for d in os.scandir(CSRC) if d.is_dir())
+CSRC_INCLUDES = ["-I" + d for d in CSRC_DIRS]
+
+
+def csrc_file(name):
+    """The path of csrc's file `name`, in whichever of its folders holds it."""
+    found = [os.path.join(d, name) for d in CSRC_DIRS if os.path.isfile(os.path.join(d, name))]
+    assert len(found) == 1, f"csrc file {name!r} is in {len(found)} folders: {found}"
+    return found[0]

@@ -13,7 +13,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import ref_bits
+from conftest import CSRC_INCLUDES, ref_bits
 
 from fastrand import _C
 from fastrand import reference as ref
@@ -39,7 +39,7 @@ def emu(tmp_path_factory):
     exe = str(tmp_path_factory.mktemp("emu") / "kernel_emu")
     flags = ["-std=c++17", "-O1", "-ffp-contract=off", "-fno-math-errno", "-Wno-unknown-pragmas"]
     subprocess.run(
-        [cxx, *flags, "-I" + os.path.join(ROOT, "csrc"), SRC, "-o", exe],
+        [cxx, *flags, *CSRC_INCLUDES, SRC, "-o", exe],
         check=True,
         capture_output=True,
     )

@@ -1,6 +1,6 @@
 """The CUDA kernel source as NVRTC sees it (no GPU needed).
 
-- The sources embedded in fastrand._C are csrc/'s files byte for byte, and the main translation
+- The sources embedded in fastrand._C are csrc's files byte for byte, and the main translation
   unit includes only them.
 - They compile with NVRTC, with no include path, for every architecture NVRTC supports from
   sm_75, without errors or warnings, and each cubin holds every kernel the driver path looks up.
@@ -21,12 +21,11 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import csrc_file
 from nvrtc_util import OPTIONS, Nvrtc, compile_in_child, find_nvrtc, find_tool
 
 from fastrand import _C
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CSRC = os.path.join(HERE, "..", "csrc")
 SASS_ARCH = 90  # the architecture of the machine-code comparison
 # Hardware approximations of transcendental functions: the stream computes these with its own
 # polynomials (MUFU.RSQ/RCP seeds of correctly rounded sqrt and division are expected).
@@ -71,7 +70,7 @@ def test_embedded_sources_are_csrc_files():
     assert _C.KERNEL_MAIN in sources
     assert set(sources) == {"fastrand_kernels.cuh", "fastrand_stream.h", "math_probe.h"}
     for name, text in sources.items():
-        with open(os.path.join(CSRC, name), encoding="utf-8", newline="") as f:
+        with open(csrc_file(name), encoding="utf-8", newline="") as f:
             assert f.read() == text, f"{name}: the build embedded other bytes (rebuild _C)"
     # every quoted include of the program is one of the embedded files
     for text in sources.values():

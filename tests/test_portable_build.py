@@ -19,12 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import bits, child_env, ref_bits
+from conftest import CSRC_INCLUDES, bits, child_env, csrc_file, ref_bits
 
 from fastrand import reference as ref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CSRC = os.path.join(ROOT, "csrc")
 NATIVE = os.path.join(ROOT, "tests", "native")
 SRC = os.path.join(NATIVE, "stream_dump.cpp")
 FLAGS = [
@@ -32,7 +31,7 @@ FLAGS = [
     "-O2",
     "-ffp-contract=off",
     "-fno-math-errno",
-    "-I" + CSRC,
+    *CSRC_INCLUDES,
 ]
 CASES = [  # kind, dtype name, dtype code, seed, stream, offset, n
     ("normal", "float32", 0, 0x9ABCDEF012345678, 0, 0, 37),
@@ -100,17 +99,19 @@ KINDS = [  # kind, dtype, kind code, dtype code
     ("words", "uint32", 2, 4),
 ]
 # setup.py's host flags (no -fPIC / visibility: a static test executable)
-CORE_FLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-I" + CSRC]
+CORE_FLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", *CSRC_INCLUDES]
 CORE_SOURCES = [  # the slowest to compile first
-    os.path.join(CSRC, "cpu_box_neon.cpp"),
-    os.path.join(CSRC, "cpu_neon.cpp"),
-    os.path.join(CSRC, "cpu_box_scalar.cpp"),
-    os.path.join(CSRC, "cpu_scalar.cpp"),
-    os.path.join(CSRC, "cpu.cpp"),
-    os.path.join(CSRC, "cpu_box.cpp"),
-    os.path.join(CSRC, "parallel.cpp"),
-    os.path.join(NATIVE, "cpu_core_run.cpp"),
-]
+    csrc_file(name)
+    for name in (
+        "cpu_box_neon.cpp",
+        "cpu_neon.cpp",
+        "cpu_box_scalar.cpp",
+        "cpu_scalar.cpp",
+        "cpu.cpp",
+        "cpu_box.cpp",
+        "parallel.cpp",
+    )
+] + [os.path.join(NATIVE, "cpu_core_run.cpp")]
 # the negative control: these fill loops again with contraction on
 CONTRACTED = ("cpu_neon.cpp", "cpu_scalar.cpp")
 
@@ -139,7 +140,7 @@ def core(tmp_path_factory):
         pytest.skip("aarch64-linux-gnu-g++ and qemu-aarch64 are not installed")
     tmp = tmp_path_factory.mktemp("aarch64-core")
     jobs = [(src, "", []) for src in CORE_SOURCES]
-    jobs[2:2] = [(os.path.join(CSRC, name), "fast-", ["-ffp-contract=fast"]) for name in CONTRACTED]
+    jobs[2:2] = [(csrc_file(name), "fast-", ["-ffp-contract=fast"]) for name in CONTRACTED]
 
     def compile_one(job):
         src, tag, extra = job

@@ -56,7 +56,7 @@ def _ref(kind, dtype, seed, stream, offset, n):
 
 
 def _piece_boundaries(n, max_threads=8):
-    """Where csrc/cpu.cpp splits a request between threads (pieces of multiples of 64)."""
+    """Where csrc/cpu/cpu.cpp splits a request between threads (pieces of multiples of 64)."""
     out = set()
     for t in range(2, max_threads + 1):
         piece = ((n + t - 1) // t + 63) & ~63

@@ -1,4 +1,4 @@
-"""The persistent CPU worker pool behind multi-threaded fills (csrc/parallel.cpp).
+"""The persistent CPU worker pool behind multi-threaded fills (csrc/cpu/parallel.cpp).
 
 Golden values come from the independent NumPy reference (``fastrand.reference``), or from
 threads=1 draws (themselves checked against the reference elsewhere) with the values at the

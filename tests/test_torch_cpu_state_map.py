@@ -2,7 +2,7 @@
 re-implemented here from the document alone (hashlib, struct, torch's own seeded state and the
 NumPy reference), against what fastrand reads and writes.
 
-The compiled core (csrc/torch_state.cpp) reads the state, builds the state a draw writes and
+The compiled core (csrc/cpu/torch_state.cpp) reads the state, builds the state a draw writes and
 remembers the states it wrote; with that memory warm, cold or off, every state must map to the
 documented (seed, stream, offset) and be replaced by exactly the documented state.
 """

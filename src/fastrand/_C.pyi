@@ -1,9 +1,9 @@
 """fastrand compiled core: noise stream v1 on raw buffers (no torch inside).
 
-Type stub for the pybind11 module built from csrc/bindings.cpp and csrc/bindings_cuda.cpp.
-Pointers (``ptr``, ``state``, ``words``, ``out``) are addresses as ints (``tensor.data_ptr()``,
-``array.ctypes.data``); ``cuda_stream`` is a raw CUDA stream handle. Kinds and dtypes are the
-``KIND_*`` / ``DT_*`` codes below.
+Type stub for the pybind11 module built from csrc/bindings/bindings.cpp and
+csrc/bindings/bindings_cuda.cpp. Pointers (``ptr``, ``state``, ``words``, ``out``) are addresses
+as ints (``tensor.data_ptr()``, ``array.ctypes.data``); ``cuda_stream`` is a raw CUDA stream
+handle. Kinds and dtypes are the ``KIND_*`` / ``DT_*`` codes below.
 """
 
 from collections.abc import Sequence
@@ -55,7 +55,7 @@ def cpu_isa_selected() -> str: ...
 def cpu_isa_select(name: str) -> bool: ...
 def cpu_isa_env_warning() -> str: ...
 
-# CPU torch.Generator states (docs/torch-generators.md; csrc/torch_state.cpp) ---------------------
+# CPU torch.Generator states (docs/torch-generators.md; csrc/cpu/torch_state.cpp) -----------------
 # C(seed, stream, pos): the 5056-byte state a draw that ends at pos of stream leaves behind.
 def torch_cpu_state(seed: int, stream: int, pos: int) -> bytes: ...
 

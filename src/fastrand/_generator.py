@@ -256,7 +256,7 @@ def _hash64(tag, *values):
 
 # CPU generators (mt19937): the state tensor is torch's CPUGeneratorImplState (5056 bytes,
 # layout in docs/torch-generators.md). The compiled core reads it and builds the state a draw
-# writes (csrc/torch_state.cpp); only rule 1's reference, torch's own state right after
+# writes (csrc/cpu/torch_state.cpp); only rule 1's reference, torch's own state right after
 # manual_seed(s), comes from torch.
 _CPU_STATE_LEN = 5056
 
@@ -339,7 +339,7 @@ class _TorchStates:
     state a fastrand draw wrote (recognised exactly: it is rebuilt from what it encodes) goes on
     where that draw ended; any other state draws at (s, 2^63 | 63-bit hash of the state, 0).
     Philox generators (CUDA and others): the offset encodes the position (see _px_position).
-    The compiled core reads and writes CPU states (csrc/torch_state.cpp) and remembers the last
+    The compiled core reads and writes CPU states (csrc/cpu/torch_state.cpp) and remembers the last
     states it wrote; that memory and the seed -> seeded-state dictionary only hold results of
     pure functions of a state, so they change speed, never a result.
     """

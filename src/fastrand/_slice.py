@@ -3,7 +3,7 @@
 ``randn_slice(shape, index)`` is ``randn(*shape)[index]`` bit for bit. The stream is addressed by
 position (value g of a draw at offset o sits at position o + g; float64: two positions per value
 from an even start), so a box is a set of contiguous runs of global values that the compiled box
-fill draws in one call (csrc/cpu_box.cpp on the CPU; fastrand._cuda.fill_box on CUDA). The
+fill draws in one call (csrc/cpu/cpu_box.cpp on the CPU; fastrand._cuda.fill_box on CUDA). The
 generator advances by the whole shape, so every rank or worker drawing its own box of the same
 tensor stays in step without communication (fastrand.distributed builds on this).
 """

@@ -1,8 +1,8 @@
-// Runs the CUDA kernels of csrc/fastrand_kernels.cuh on the CPU: the kernel source is compiled
+// Runs the CUDA kernels of csrc/cuda/fastrand_kernels.cuh on the CPU: the kernel source is compiled
 // by the host compiler with the few CUDA built-ins it uses defined here, and each "launch"
 // runs every thread of the grid one after another (the kernels are grid-stride loops whose
 // threads never communicate, so the order does not matter). The kernel, grid, block and
-// parameter array come from the launch plan (csrc/launch_plan.cpp), exactly as the driver-API
+// parameter array come from the launch plan (csrc/cuda/launch_plan.cpp), exactly as the driver-API
 // launcher hands them to cuLaunchKernel. So this checks the kernels' index arithmetic, every
 // launch shape, the state and box kernels and the plan without a GPU (the device arithmetic
 // itself is the stream header's host branch here; the GPU tests cover the device branch).
