@@ -223,6 +223,20 @@ def randn_tensor(
     directly on ``device`` (CPU when None). ``generator`` may be a fastrand.Generator, a
     torch.Generator of any device, None (torch's default generator), or a list of them: then row
     ``i`` of the batch (shape ``(1,) + shape[1:]``) comes from ``generator[i]``.
+
+    >>> import torch, fastrand
+    >>> x = fastrand.randn_tensor((2, 3), generator=torch.Generator().manual_seed(0))
+    >>> x.shape, x.dtype
+    (torch.Size([2, 3]), torch.float32)
+    >>> # a seeded torch.Generator stands at stream 2^63 of its seed, on every device
+    >>> y = fastrand.randn_tensor((2, 3), generator=fastrand.Generator(0, stream=2**63))
+    >>> torch.equal(x.view(torch.int32), y.view(torch.int32))
+    True
+    >>> # a list of generators: row i from generator[i], whatever the batch size
+    >>> rows = fastrand.randn_tensor((2, 3), generator=[fastrand.Generator(5), fastrand.Generator(6)])
+    >>> one = fastrand.randn_tensor((1, 3), generator=fastrand.Generator(6))
+    >>> torch.equal(rows[1:].view(torch.int32), one.view(torch.int32))
+    True
     """
     reserve = direct_reserve(generator)
     if reserve is not None and type(shape) is tuple and layout is None:

@@ -247,6 +247,15 @@ def randn_slice(
     dimensions are whole and out-of-range slice bounds are clipped as in Python slicing. The
     generator advances by the whole shape (as the full draw would), so ranks that draw
     different slices of one tensor from equal generators stay in step.
+
+    >>> import torch, fastrand
+    >>> full = fastrand.randn(4, 6, generator=fastrand.Generator(7))
+    >>> g = fastrand.Generator(7)
+    >>> part = fastrand.randn_slice((4, 6), (slice(1, 3), slice(2, 5)), generator=g)
+    >>> part.shape, g.get_offset()
+    (torch.Size([2, 3]), 24)
+    >>> torch.equal(part.view(torch.int32), full[1:3, 2:5].view(torch.int32))
+    True
     """
     return _slice_draw(shape, index, generator, dtype, device, _NORMAL)
 

@@ -1,5 +1,5 @@
 """Draws at an explicit (seed, offset, stream), and draws from a state tensor, as torch custom
-ops (namespace `fastrand`), so torch.compile(fullgraph=True) traces them without graph breaks:
+ops (namespace `fastrand`), so torch.compile(fullgraph=True) traces them without graph breaks::
 
     import fastrand.functional as F
 
@@ -217,8 +217,17 @@ def randn(
     dtype: torch.dtype | None = None,
     device: torch.device | str | int | None = None,
 ) -> torch.Tensor:
-    """Standard normals at (seed, stream, offset): equal to fastrand.randn(*shape,
-    generator=fastrand.Generator(seed, offset=offset, stream=stream), dtype, device)."""
+    """Standard normals at (seed, stream, offset): equal to ``fastrand.randn(*shape,
+    generator=fastrand.Generator(seed, offset=offset, stream=stream), dtype, device)``.
+
+    >>> import torch, fastrand, fastrand.functional as F
+    >>> x = F.randn((2, 3), seed=0, offset=6)
+    >>> x.shape, x.dtype
+    (torch.Size([2, 3]), torch.float32)
+    >>> y = fastrand.randn(2, 3, generator=fastrand.Generator(0, offset=6))
+    >>> torch.equal(x.view(torch.int32), y.view(torch.int32))
+    True
+    """
     return _explicit(_C.KIND_NORMAL, shape, seed, offset, stream, dtype, device)
 
 

@@ -1,4 +1,4 @@
-"""NumPy front end: stream v1 noise as NumPy arrays from the compiled core, without torch.
+"""NumPy front end: stream v1 noise as NumPy arrays from the compiled core, without torch::
 
     import fastrand.numpy as frnp
     x = frnp.randn((2, 3), seed=0)                  # float32 normals at positions 0..5
@@ -114,7 +114,17 @@ def randn(
     threads: int | None = None,
 ) -> np.ndarray:
     """Standard normals of stream v1 at (seed, stream, offset), as a NumPy array of `dtype`
-    (None: float32)."""
+    (None: float32).
+
+    >>> import numpy as np, fastrand.numpy as frnp
+    >>> x = frnp.randn((2, 3), seed=0)
+    >>> x.shape, x.dtype
+    ((2, 3), dtype('float32'))
+    >>> y = frnp.randn(4, seed=0, offset=frnp.next_offset(0, x.size))  # continues after x
+    >>> whole = frnp.randn(10, seed=0)
+    >>> np.array_equal(np.concatenate([x.ravel(), y]).view(np.uint32), whole.view(np.uint32))
+    True
+    """
     dt, code = _dtype_arg(dtype)
     return _draw(_C.KIND_NORMAL, shape, seed, offset, stream, dt, code, threads)
 

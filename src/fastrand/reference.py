@@ -217,7 +217,7 @@ def fma64(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> Any:
 
     Boldo & Melquiond: exact product (Dekker/Veltkamp), then the correctly rounded sum of three
     terms via TwoSum and round-to-odd.  Exact for operands whose product neither overflows
-    (|a|, |b| < 2^996) nor loses bits to underflow (|a * b| >= 2^-969 or a * b == 0), which
+    (``|a|, |b| < 2^996``) nor loses bits to underflow (``|a * b| >= 2^-969`` or ``a * b == 0``), which
     covers every operation of the stream."""
     a = _as(a, np.float64, "fma64")
     b = _as(b, np.float64, "fma64")
