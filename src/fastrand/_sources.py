@@ -15,6 +15,7 @@ outside this module asks what kind a generator is.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -96,10 +97,16 @@ class Rows:
 
 
 def direct_reserve(generator: Any) -> Any:
-    """The reserve function of a generator that is its own position source (a
-    fastrand.Generator: no adapter object needed), else None. randn_tensor's cache of checked
-    calls draws through it."""
-    return generator._reserve if type(generator) is Generator else None
+    """The reserve function ``(n, two_words) -> (seed, stream, offset)`` of a generator that
+    reserves positions on the host (fastrand.Generator, torch.Generator, None for torch's
+    default generator), else None. randn_tensor's cache of checked calls draws through it."""
+    if type(generator) is Generator:
+        return generator._reserve
+    if generator is None:
+        generator = torch.default_generator
+    elif not isinstance(generator, torch.Generator):
+        return None
+    return partial(TORCH_TRACKER.reserve, generator)
 
 
 def _is_graph_generator(g: Any) -> bool:
@@ -108,7 +115,7 @@ def _is_graph_generator(g: Any) -> bool:
 
 def _torch(g: torch.Generator) -> Positions:
     return Positions(
-        lambda n, two_words: TORCH_TRACKER.reserve(g, n, two_words),
+        partial(TORCH_TRACKER.reserve, g),
         lambda device, what="generator": TORCH_TRACKER.precheck(g),
     )
 
@@ -118,9 +125,8 @@ def source_of(generator: Any, *, rows: bool = True, state: bool = True, draw: st
     `rows`/`state`: whether the draw takes a list of generators / a device-state generator
     (region draws, `draw="a region draw"`, take neither). TypeError naming the argument for
     anything else."""
-    reserve = direct_reserve(generator)
-    if reserve is not None:  # the common case first
-        return Positions(reserve)
+    if type(generator) is Generator:  # the common case first
+        return Positions(generator._reserve)
     if generator is None:
         return _torch(torch.default_generator)
     if isinstance(generator, torch.Generator):
