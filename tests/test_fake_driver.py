@@ -19,7 +19,7 @@ import sys
 import pytest
 from conftest import CSRC_INCLUDES, child_env
 
-from fastrand import _cuda
+from fastrand import _C, _cuda
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "tests", "native", "fake_libcuda.cpp")
@@ -65,6 +65,8 @@ class HostLaunchers:
 
 _cuda._probe._Launchers = lambda backend, index: HostLaunchers()
 warnings.simplefilter("always")
+if not os.environ.get("KEEP_AOT"):
+    _C.CUDA = False  # as a build without the AOT kernels (they need the real CUDA runtime path)
 """
 
 
@@ -212,3 +214,23 @@ print("BACKEND", b, len(msgs), "NO_BINARY" in msgs[0], len(loads), sum(compiled)
         FASTRAND_CUDA_BACKEND="auto",
     )
     assert "BACKEND copy 1 True 2 1" in lines
+
+
+@pytest.mark.skipif(not _C.CUDA, reason="a build without the AOT kernels")
+def test_aot_on_a_driver_it_cannot_use_falls_to_nvrtc(fake, cache):
+    """The AOT kernels' first use asks the driver's version (through the CUDA runtime linked into
+    the build, which opens the same libcuda.so.1): the stand-in answers none, older than the
+    runtime, so under auto the device takes the NVRTC backend with one warning saying so."""
+    lines = child(
+        fake,
+        cache,
+        r"""
+with warnings.catch_warnings(record=True) as w:
+    b = _cuda.device_backend(0)
+msgs = [str(x.message) for x in w if "fastrand" in str(x.message)]
+print("BACKEND", b, len(msgs), "older than the CUDA" in msgs[0])
+""",
+        KEEP_AOT="1",
+        FASTRAND_CUDA_BACKEND="auto",
+    )
+    assert "BACKEND nvrtc 1 True" in lines
