@@ -579,3 +579,163 @@ def test_reference_is_independent():
     assert np.array_equal(
         ref_bits("words", 0, R, 0, 4), bits(ref.words(0, R, 0, 4))
     ) and not np.array_equal(ref_bits("words", 0, R, 0, 4), ref_bits("words", 0, 0, 0, 4))
+
+
+# ---- the compiled reader of CPU generators (_C.TorchCpuReader) -----------------------------
+class _StateOnly:
+    """Not a torch.Generator: get_state/set_state only, as the reader calls them."""
+
+    def __init__(self, state, on_get=None):
+        self.state, self.on_get, self.written = state, on_get, None
+
+    def get_state(self):
+        if self.on_get is not None:
+            self.on_get()
+        return self.state
+
+    def set_state(self, s):
+        self.written = s.clone()
+
+
+def _reader():
+    buf = torch.empty(5056, dtype=torch.uint8)
+    return fastrand._C.TorchCpuReader(4, buf, gm.TORCH_TRACKER._fresh_state)
+
+
+def test_reader_draws_what_the_document_says():
+    """get_state, the read, the write, set_state in one call: a seeded generator draws at
+    (s, 2^63, 0), then goes on where the draw ended, as a fresh reader sees it too."""
+    r = _reader()
+    g = torch.Generator().manual_seed(77)
+    assert r.reserve(g, 5, False) == (77, R, 0)
+    # float64 reads from the first even position at or after 5, and ends at 6 + 2 * 3
+    assert r.reserve(g, 3, True) == (77, R, 5)
+    assert _reader().reserve(g, 1, False) == (77, R, 12)
+    assert gm.TORCH_TRACKER.reserve(g, 1, False) == (77, R, 13)
+
+
+def test_reader_refuses_a_state_of_another_layout():
+    r = _reader()
+    with pytest.raises(ValueError, match=r"generator: .*16 bytes, not the 5056"):
+        r.reserve(_StateOnly(torch.zeros(16, dtype=torch.uint8)), 1, False)
+    with pytest.raises(ValueError, match="5056"):
+        fastrand._C.TorchCpuReader(4, torch.empty(16, dtype=torch.uint8), lambda s: b"")
+    # the reader still works (its lock was released)
+    assert r.reserve(torch.Generator().manual_seed(3), 1, False) == (3, R, 0)
+
+
+def test_reader_refuses_a_draw_inside_a_draw_instead_of_hanging():
+    """A draw that starts on the thread already drawing (a finalizer, a get_state hook) is an
+    error: the reader's lock is not re-entrant, and waiting for it would never end."""
+    code = """
+import torch, fastrand
+from fastrand import _generator as gm
+r = gm.TORCH_TRACKER.cpu_reader()
+inner = torch.Generator().manual_seed(1)
+errors = []
+class Hooked:
+    def get_state(self):
+        try:
+            r.reserve(inner, 1, False)
+        except RuntimeError as e:
+            errors.append(str(e))
+        return torch.Generator().manual_seed(2).get_state()
+    def set_state(self, s):
+        pass
+assert r.reserve(Hooked(), 4, False) == (2, 1 << 63, 0)
+assert len(errors) == 1 and "inside another one" in errors[0], errors
+assert r.reserve(inner, 1, False) == (1, 1 << 63, 0)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_reader_threads_wait_for_each_other():
+    """Threads drawing from one CPU generator through the reader (randn_tensor's cached call)
+    take disjoint, consecutive positions: the lock covers get_state .. set_state."""
+    g = torch.Generator().manual_seed(9)
+    starts, lock = [], threading.Lock()
+
+    def work():
+        for _ in range(200):
+            x = fastrand.randn_tensor((1, 7), generator=g, dtype=torch.float32)
+            got = bits(x).reshape(7)
+            with lock:
+                starts.append(got)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    want = ref_bits("normal", 9, R, 0, 7 * 800).reshape(800, 7)
+    got = np.stack(starts)
+    # every draw is one of the 800 consecutive 7-value pieces, and each piece is drawn once
+    order = sorted(range(800), key=lambda i: got[i].tobytes())
+    ref_order = sorted(range(800), key=lambda i: want[i].tobytes())
+    assert np.array_equal(got[order], want[ref_order])
+    assert gm.TORCH_TRACKER.reserve(g, 1, False) == (9, R, 7 * 800)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork")
+def test_forked_child_gets_a_new_reader():
+    code = """
+import os, torch, fastrand
+from fastrand import _generator as gm
+g = torch.Generator().manual_seed(4)
+fastrand.randn_tensor((3,), generator=g, dtype=torch.float32)
+parent = gm.TORCH_TRACKER._cpu
+pid = os.fork()
+if pid == 0:
+    ok = gm.TORCH_TRACKER._cpu is None
+    ok = ok and gm.TORCH_TRACKER.reserve(g, 2, False) == (4, 1 << 63, 3)
+    ok = ok and gm.TORCH_TRACKER._cpu is not parent
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "0", out.stderr
+
+
+def test_a_generators_device_is_asked_once_and_forgotten_with_it():
+    import gc
+
+    from fastrand import _sources
+
+    g = torch.Generator().manual_seed(1)
+    fastrand.randn_tensor((2,), generator=g, dtype=torch.float32)
+    key = id(g)
+    assert _sources._CPU_GENERATORS[key][1] is True
+    del g
+    gc.collect()
+    assert key not in _sources._CPU_GENERATORS
+    # a stand-in CUDA generator (PhiloxGen) goes to the Philox reader, not the CPU one
+    p = PhiloxGen().manual_seed(5)
+    assert _sources._on_cpu(p) is False
+    assert _sources.direct_reserve(p).func == gm.TORCH_TRACKER.reserve
+
+
+def test_randn_tensor_without_dtype_follows_the_default_dtype():
+    """randn_tensor(dtype=None) is served from its cache of checked calls, which must follow
+    torch.set_default_dtype between calls."""
+    g = fastrand.Generator(11)
+    for _ in range(3):
+        a = fastrand.randn_tensor((2, 3), generator=g)
+    assert a.dtype == torch.float32
+    old = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        h = fastrand.Generator(11)
+        b = fastrand.randn_tensor((2, 3), generator=h)
+        assert b.dtype == torch.float64
+        assert np.array_equal(bits(b).ravel(), ref_bits("normal", 11, 0, 0, 6, "float64"))
+        c = fastrand.randn_tensor((2, 3), generator=h)  # now cached under float64
+        assert np.array_equal(bits(c).ravel(), ref_bits("normal", 11, 0, 12, 6, "float64"))
+    finally:
+        torch.set_default_dtype(old)
+    d = fastrand.randn_tensor((2, 3), generator=fastrand.Generator(11))
+    assert d.dtype == torch.float32
+    assert np.array_equal(bits(d).ravel(), ref_bits("normal", 11, 0, 0, 6))

@@ -3,7 +3,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "backend.h"
@@ -107,6 +110,72 @@ py::object torch_cpu_draw(CpuStates& states, uintptr_t state, uintptr_t out, uin
   return py::make_tuple(p.seed, p.stream, p.offset);
 }
 
+// A CPU torch.Generator's draw in one call: get_state(), the core's read of it (csrc/cpu/
+// torch_state.cpp), the state after the draw written to one reused buffer, set_state(buffer).
+// The generator is only called through its Python methods: torch never enters the compiled
+// code. One lock covers get_state..set_state, so two threads never read the same state; it is
+// taken with the GIL released when another thread holds it (that thread needs the GIL to
+// finish), and a draw started again on the thread that holds it (a finalizer or a state hook
+// drawing inside a draw) is an error, not a deadlock.
+class TorchCpuReader {
+ public:
+  // buffer: a CPU torch.uint8 tensor of CPU_STATE_BYTES (what set_state receives);
+  // fresh: seed -> bytes of torch's state right after manual_seed(seed).
+  TorchCpuReader(size_t capacity, py::object buffer, py::object fresh)
+      : states_(capacity), buf_(std::move(buffer)), fresh_(std::move(fresh)) {
+    if (buf_.attr("numel")().cast<uint64_t>() != CPU_STATE_BYTES)
+      throw py::value_error("fastrand._C: buffer must hold 5056 bytes");
+    out_ = reinterpret_cast<uint8_t*>(buf_.attr("data_ptr")().cast<uintptr_t>());
+    if (out_ == nullptr) throw py::value_error("fastrand._C: null buffer");
+  }
+
+  py::tuple reserve(const py::object& g, uint64_t n, bool two_words) {
+    std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+    if (!lock.owns_lock()) {
+      if (owner_ == std::this_thread::get_id())
+        throw std::runtime_error(
+            "generator: a torch.Generator draw started inside another one on the same thread "
+            "(from a finalizer or a get_state/set_state hook); draw outside it");
+      without_gil([&] { lock.lock(); });
+    }
+    struct Owner {  // who holds the lock, for the check above
+      std::atomic<std::thread::id>& id;
+      explicit Owner(std::atomic<std::thread::id>& i) : id(i) { id = std::this_thread::get_id(); }
+      ~Owner() { id = std::thread::id(); }
+    } owner(owner_);
+    // interned once and kept for the process (a static py::object would be released after
+    // the interpreter is gone)
+    static const py::handle get_state = PyUnicode_InternFromString("get_state"),
+                            set_state = PyUnicode_InternFromString("set_state"),
+                            numel = PyUnicode_InternFromString("numel"),
+                            data_ptr = PyUnicode_InternFromString("data_ptr");
+    const py::object state = g.attr(get_state)();
+    if (state.attr(numel)().cast<uint64_t>() != CPU_STATE_BYTES)
+      throw py::value_error(
+          "generator: this torch's CPU generator state has " +
+          py::str(state.attr(numel)()).cast<std::string>() +
+          " bytes, not the 5056 of the layout fastrand reads (docs/torch-generators.md)");
+    const auto* at = reinterpret_cast<const uint8_t*>(state.attr(data_ptr)().cast<uintptr_t>());
+    if (at == nullptr) throw py::value_error("fastrand._C: null state pointer");
+    const int per_block = two_words ? 2 : 1;
+    CpuPosition p;
+    if (!states_.draw(at, nullptr, n, per_block, out_, &p)) {
+      // not a state this reader wrote lately: rules 1, 2, 3 with torch's seeded state
+      const py::object fresh = fresh_(p.seed);
+      states_.draw(at, fresh_arg(fresh), n, per_block, out_, &p);
+    }
+    g.attr(set_state)(buf_);
+    return py::make_tuple(p.seed, p.stream, p.offset);
+  }
+
+ private:
+  CpuStates states_;
+  py::object buf_, fresh_;
+  uint8_t* out_ = nullptr;
+  std::mutex mutex_;
+  std::atomic<std::thread::id> owner_{};
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -175,6 +244,15 @@ PYBIND11_MODULE(_C, m) {
            "the state after it written at `out`. fresh: torch's state right after "
            "manual_seed(seed), or None to read only a state this object wrote (for any other "
            "state, the state's seed is returned and nothing is written).");
+  py::class_<TorchCpuReader>(m, "TorchCpuReader",
+                             "A CPU torch.Generator's draw in one call: get_state, the read, "
+                             "the state after the draw, set_state, under one lock.")
+      .def(py::init<size_t, py::object, py::object>(), py::arg("capacity"), py::arg("buffer"),
+           py::arg("fresh"))
+      .def("reserve", &TorchCpuReader::reserve, py::arg("generator"), py::arg("n"),
+           py::arg("two_words"),
+           "(seed, stream, offset) of an n-value draw from the generator, which now holds the "
+           "state after it.");
   m.def("cpu_isa_available", &cpu_isa_available);
   m.def("cpu_isa_selected", &cpu_isa_selected);
   m.def("cpu_isa_select", &cpu_isa_select, py::arg("name"));

@@ -6,7 +6,8 @@ as ints (``tensor.data_ptr()``, ``array.ctypes.data``); ``cuda_stream`` is a raw
 handle. Kinds and dtypes are the ``KIND_*`` / ``DT_*`` codes below.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __version__: str
 STREAM_VERSION: int
@@ -71,6 +72,17 @@ class TorchCpuStates:
         after it is written at ``out``. ``fresh``: torch's state right after manual_seed(seed),
         or None to read only a state this object wrote (for any other, the state's seed is
         returned and nothing is written)."""
+
+class TorchCpuReader:
+    """A CPU torch.Generator's draw in one call: ``get_state()``, the read of it, the state
+    after the draw written to ``buffer``, ``set_state(buffer)``, under one lock (a draw started
+    inside another on the same thread raises RuntimeError). ``fresh(seed)``: torch's state right
+    after manual_seed(seed), as bytes."""
+
+    def __init__(self, capacity: int, buffer: Any, fresh: Callable[[int], bytes]) -> None: ...
+    def reserve(self, generator: Any, n: int, two_words: bool) -> tuple[int, int, int]:
+        """(seed, stream, offset) of an n-value draw; the generator now holds the state after
+        it."""
 
 # CUDA, every build -----------------------------------------------------------------------------
 def kernel_sources() -> dict[str, str]: ...

@@ -246,6 +246,8 @@ def randn_tensor(
             entry = _FAST_NORMAL[shape, device, dtype]
         except (KeyError, TypeError):
             entry = None
+        if entry is not None and dtype is None and entry[1] is not torch.get_default_dtype():
+            entry = None  # cached under another default dtype: the general path re-caches it
         if entry is not None:
             for d in shape:
                 if type(d) is not int:
@@ -311,13 +313,7 @@ def randn_tensor(
                     return out
                 return _fill(out, n, out.device, _NORMAL, code, seed, stream, offset)
     out = _normal(_shape_arg(shape), generator, device, dtype, layout, "shape")
-    if (
-        reserve is not None
-        and type(shape) is tuple
-        and layout is None
-        and dtype is not None
-        and len(_FAST_NORMAL) < 256
-    ):
+    if reserve is not None and type(shape) is tuple and layout is None and len(_FAST_NORMAL) < 256:
         _remember_fast(shape, device, dtype)
     return out
 
@@ -347,10 +343,11 @@ def _remember_fast(shape, device, dtype):
         backend, target = 0, dev
     else:
         backend, target = 2, dev
-    code = _FLOAT_CODES[dtype]
+    dt = torch.get_default_dtype() if dtype is None else dtype  # None: checked at each use
+    code = _FLOAT_CODES[dt]
     _FAST_NORMAL[shape, device, dtype] = (
         target,
-        dtype,
+        dt,
         code,
         math.prod(shape),
         code == _DT_FLOAT64,

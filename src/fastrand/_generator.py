@@ -359,9 +359,9 @@ class _TorchStates:
     def __init__(self):
         self._lock = threading.Lock()
         self._fresh = OrderedDict()  # seed -> CPU state bytes right after manual_seed(seed)
-        # made at the first CPU draw: the core's reader and writer (_C.TorchCpuStates), and the
-        # buffer of the state a draw writes (a CPU torch.uint8 tensor, passed to set_state)
-        self._cpu: tuple[Any, torch.Tensor] | None = None
+        # made at the first CPU draw: the core's reader and writer (_C.TorchCpuReader), with
+        # the buffer of the state a draw writes (a CPU torch.uint8 tensor, passed to set_state)
+        self._cpu: Any = None
 
     def _fresh_state(self, seed):
         raw = self._fresh.get(seed)
@@ -376,30 +376,25 @@ class _TorchStates:
                 self._fresh.popitem(last=False)
         return raw
 
+    def cpu_reader(self):
+        """The compiled core's reader of CPU generators (_C.TorchCpuReader): its
+        ``reserve(g, n, two_words)`` does get_state, the read, the write and set_state in one
+        call, under its own lock."""
+        reader = self._cpu
+        if reader is None:
+            with self._lock:
+                reader = self._cpu
+                if reader is None:
+                    import torch
+
+                    from . import _C
+
+                    buf = torch.empty(_CPU_STATE_LEN, dtype=torch.uint8, device="cpu")
+                    reader = self._cpu = _C.TorchCpuReader(self.CACHE, buf, self._fresh_state)
+        return reader
+
     def _reserve_cpu(self, g, n, two_words):
-        with self._lock:
-            state = g.get_state()
-            if state.numel() != _CPU_STATE_LEN:
-                raise ValueError(
-                    f"generator: this torch's CPU generator state has {state.numel()} bytes, not "
-                    f"the {_CPU_STATE_LEN} of the layout fastrand reads (docs/torch-generators.md)"
-                )
-            if self._cpu is None:
-                import torch
-
-                from . import _C
-
-                buf = torch.empty(_CPU_STATE_LEN, dtype=torch.uint8, device="cpu")
-                self._cpu = (_C.TorchCpuStates(self.CACHE), buf)
-            core, buf = self._cpu
-            ptr, out = state.data_ptr(), buf.data_ptr()
-            # a state this process's draws wrote lately is read in the core alone; for any
-            # other it returns the state's seed, whose seeded state rule 1 compares with
-            got = core.draw(ptr, out, n, two_words, None)
-            if type(got) is int:
-                got = core.draw(ptr, out, n, two_words, self._fresh_state(got))
-            g.set_state(buf)
-            return got
+        return (self._cpu or self.cpu_reader()).reserve(g, n, two_words)
 
     def precheck(self, g):
         """Refuses what reserve(g, ...) would refuse before drawing, without advancing g (a
@@ -440,3 +435,6 @@ class _TorchStates:
 
 
 TORCH_TRACKER = _TorchStates()
+if hasattr(os, "register_at_fork"):
+    # a forked child gets a new reader: its lock may have been held by a thread that is gone
+    os.register_at_fork(after_in_child=lambda: setattr(TORCH_TRACKER, "_cpu", None))

@@ -15,6 +15,7 @@ outside this module asks what kind a generator is.
 
 from __future__ import annotations
 
+import weakref
 from functools import partial
 from typing import Any
 
@@ -106,7 +107,31 @@ def direct_reserve(generator: Any) -> Any:
         generator = torch.default_generator
     elif not isinstance(generator, torch.Generator):
         return None
+    if _on_cpu(generator):  # straight into the compiled core's reader
+        return partial((TORCH_TRACKER._cpu or TORCH_TRACKER.cpu_reader()).reserve, generator)
     return partial(TORCH_TRACKER.reserve, generator)
+
+
+# id(torch.Generator) -> (a weak reference to it, whether it is a CPU generator): its device
+# never changes, and asking it (g.device.type) costs more than the lookup. An entry goes with
+# its generator; a reused id is told apart by the reference.
+_CPU_GENERATORS: dict[int, tuple[Any, bool]] = {}
+
+
+def _on_cpu(g: torch.Generator) -> bool:
+    entry = _CPU_GENERATORS.get(id(g))
+    if entry is not None and entry[0]() is g:
+        return entry[1]
+    cpu = g.device.type == "cpu"
+    key = id(g)
+    _CPU_GENERATORS[key] = (weakref.ref(g, partial(_forget, key)), cpu)
+    return cpu
+
+
+def _forget(key: int, _ref: Any) -> None:
+    entry = _CPU_GENERATORS.get(key)
+    if entry is not None and entry[0]() is None:  # not a newer generator's entry
+        _CPU_GENERATORS.pop(key, None)
 
 
 def _is_graph_generator(g: Any) -> bool:
