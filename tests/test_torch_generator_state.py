@@ -739,3 +739,35 @@ def test_randn_tensor_without_dtype_follows_the_default_dtype():
     d = fastrand.randn_tensor((2, 3), generator=fastrand.Generator(11))
     assert d.dtype == torch.float32
     assert np.array_equal(bits(d).ravel(), ref_bits("normal", 11, 0, 0, 6))
+
+
+def test_compiled_philox_mapping_equals_the_python_one():
+    """The compiled core's Philox read and write (_C.torch_philox_draw) against the mapping
+    written out in Python (_px_position, _px_after): seeded, written, touched by torch (small
+    and large increments), foreign and wrapping states, both value widths."""
+    import random
+
+    rnd = random.Random(5)
+    cursor_max = (1 << 41) - 1
+    seeds = [0, 1, 2**63, U64 - 1] + [rnd.getrandbits(64) for _ in range(20)]
+    cases = 0
+    for seed in seeds:
+        offsets = [0, 4, 1 << 62, (1 << 62) | 3, U64 - 4, rnd.getrandbits(64) & ~3]
+        for generation in range(8):
+            for cursor in (0, 1, 12345, cursor_max - 2, cursor_max):
+                written = gm._px_encode(seed, generation, cursor)
+                offsets += [written, written + 4, written + (1 << 17), written + (1 << 20)]
+        for offset in offsets:
+            for n, two in ((0, False), (1, False), (5, True), (1 << 20, False), (3, True)):
+                generation, pos = gm._px_position(seed, offset)
+                end = gm.next_offset(pos, n, two)
+                want = (generation, pos, gm._px_after(seed, generation, end))
+                assert fastrand._C.torch_philox_draw(seed, offset, n, two) == want
+                cases += 1
+    assert cases > 5000
+    # rules 2, 3 and 4 and the wrap were all met
+    assert gm._px_position(0, gm._px_encode(0, 3, 7)) == (3, 7)
+    assert gm._px_position(0, gm._px_encode(0, 3, 7) + 4)[0] == 4
+    assert fastrand._C.torch_philox_draw(0, gm._px_encode(0, 7, cursor_max), 2, False)[2] >> 59 == (
+        (1 << 3) | 1
+    )

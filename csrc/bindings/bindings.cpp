@@ -234,6 +234,15 @@ PYBIND11_MODULE(_C, m) {
       py::arg("seed"), py::arg("stream"), py::arg("pos"),
       "The CPU torch.Generator state a draw ending at pos of stream leaves behind "
       "(docs/torch-generators.md).");
+  m.def(
+      "torch_philox_draw",
+      [](uint64_t seed, uint64_t offset, uint64_t n, bool two_words) {
+        const PhiloxDraw d = philox_draw(seed, offset, n, two_words ? 2 : 1);
+        return py::make_tuple(d.generation, d.position, d.after);
+      },
+      py::arg("seed"), py::arg("offset"), py::arg("n"), py::arg("two_words"),
+      "(generation, position, offset after) of an n-value draw from a Philox torch.Generator "
+      "state (seed, offset) (docs/torch-generators.md).");
   py::class_<CpuStates>(m, "TorchCpuStates",
                         "Reads CPU torch.Generator states as positions and writes the states "
                         "that record draws, remembering the last `capacity` it wrote.")

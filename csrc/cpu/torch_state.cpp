@@ -142,6 +142,57 @@ void cpu_state_build(uint64_t seed, uint64_t stream, uint64_t pos, uint8_t* out)
   memset(out + NORMALS_AT, 0, CPU_STATE_BYTES - NORMALS_AT);  // no cached normals
 }
 
+namespace {
+
+constexpr int PX_CURSOR_BITS = 41;
+constexpr uint64_t PX_CURSOR_MASK = (uint64_t(1) << PX_CURSOR_BITS) - 1;
+constexpr uint64_t PX_GENERATIONS = 8;
+constexpr int PX_START_BITS = 40;  // a sequence from a state torch touched first starts below
+constexpr int PX_GAP_BITS = 24;    // after a state torch touched: past the cursor by 1 + gap
+
+uint64_t hash2(const char* tag, uint64_t a, uint64_t b) {
+  uint8_t packed[16];
+  store64(packed, a);
+  store64(packed + 8, b);
+  return blake2b64(packed, sizeof packed, tag, PERSON);
+}
+
+uint64_t px_check(uint64_t seed, uint64_t high) { return hash2("check", seed, high) >> 49; }
+
+uint64_t px_encode(uint64_t seed, uint64_t generation, uint64_t cursor) {
+  const uint64_t high = uint64_t(1) << 44 | generation << PX_CURSOR_BITS | cursor;
+  return high << 18 | px_check(seed, high) << 2;
+}
+
+uint64_t px_next_generation(uint64_t g) { return g % (PX_GENERATIONS - 1) + 1; }  // 1..7
+
+}  // namespace
+
+PhiloxDraw philox_draw(uint64_t seed, uint64_t offset, uint64_t n, int per_block) {
+  uint64_t generation = 0, pos = 0;
+  if (offset == 0) {  // rule 1: right after manual_seed(seed)
+  } else if (offset >> 62 == 1 && (offset & 3) == 0) {
+    const uint64_t high = offset >> 18;
+    generation = (high >> PX_CURSOR_BITS) & (PX_GENERATIONS - 1);
+    pos = high & PX_CURSOR_MASK;
+    if (((offset >> 2) & 0xFFFF) != px_check(seed, high)) {
+      // rule 3: torch used the generator after a fastrand draw; one generation further, past
+      // the cursor by a gap hashed from the state
+      generation = px_next_generation(generation);
+      pos += 1 + (hash2("gap", seed, offset) >> (64 - PX_GAP_BITS));
+    }  // else rule 2: a state a fastrand draw left
+  } else {  // rule 4: torch used the generator since it was seeded, or set_offset put it here
+    generation = 1;
+    pos = hash2("start", seed, offset) >> (64 - PX_START_BITS);
+  }
+  uint64_t g = generation, end = v1::next_offset(pos, n, per_block);
+  if (end > PX_CURSOR_MASK) {  // past what the offset can hold: one generation further
+    g = px_next_generation(g);
+    end = hash_values("wrap", seed, g, end) >> (64 - PX_START_BITS);
+  }
+  return PhiloxDraw{generation, pos, px_encode(seed, g, end)};
+}
+
 CpuStates::CpuStates(size_t capacity) : written_(capacity * CPU_STATE_BYTES), capacity_(capacity) {}
 
 bool CpuStates::remembered(const uint8_t* state) {

@@ -20,6 +20,16 @@ constexpr size_t CPU_STATE_BYTES = 5056;  // torch's CPUGeneratorImplState
 // C(seed, stream, pos): the state a draw that ends at `pos` of `stream` leaves behind.
 void cpu_state_build(uint64_t seed, uint64_t stream, uint64_t pos, uint8_t* out);
 
+// Philox generators (CUDA and others; docs/torch-generators.md, "Philox generators"): the
+// state is (seed, offset), and fastrand's position is encoded in the offset.
+struct PhiloxDraw {
+  uint64_t generation;  // the stream is 2^63 + generation
+  uint64_t position;    // where the draw starts
+  uint64_t after;       // the offset that records the draw
+};
+// The draw of n values (per_block 1, or 2 for float64) from the state (seed, offset).
+PhiloxDraw philox_draw(uint64_t seed, uint64_t offset, uint64_t n, int per_block);
+
 struct CpuPosition {
   uint64_t seed, stream, offset;
 };

@@ -422,9 +422,12 @@ class _TorchStates:
                     f"generator: a torch.Generator on {g.device} keeps no Philox offset "
                     "(get_offset) for fastrand to read; use a fastrand.Generator"
                 ) from None
+            from . import _C
+
             seed = g.initial_seed() % U64
-            generation, pos = _px_position(seed, offset % U64)
-            g.set_offset(_px_after(seed, generation, next_offset(pos, n, two_words)))
+            # _px_position, then _px_after where the draw ends, in the compiled core
+            generation, pos, after = _C.torch_philox_draw(seed, offset % U64, n, two_words)
+            g.set_offset(after)
             return seed, TORCH_STREAM + generation, pos
 
     def reserve(self, g, n, two_words):
