@@ -60,6 +60,10 @@ def cpu_isa_env_warning() -> str: ...
 # C(seed, stream, pos): the 5056-byte state a draw that ends at pos of stream leaves behind.
 def torch_cpu_state(seed: int, stream: int, pos: int) -> bytes: ...
 
+# (generation, position, offset after) of an n-value draw from a Philox torch.Generator state
+# (seed, offset) (docs/torch-generators.md, "Philox generators").
+def torch_philox_draw(seed: int, offset: int, n: int, two_words: bool) -> tuple[int, int, int]: ...
+
 class TorchCpuStates:
     """Reads CPU torch.Generator states and writes the states that record draws, remembering
     the last ``capacity`` states it wrote."""
