@@ -599,7 +599,7 @@ class _StateOnly:
 
 def _reader():
     buf = torch.empty(5056, dtype=torch.uint8)
-    return fastrand._C.TorchCpuReader(4, buf, gm.TORCH_TRACKER._fresh_state)
+    return fastrand._C.TorchCpuReader(4, buf, gm.TORCH_TRACKER._fresh_state, torch.Generator)
 
 
 def test_reader_draws_what_the_document_says():
@@ -619,7 +619,20 @@ def test_reader_refuses_a_state_of_another_layout():
     with pytest.raises(ValueError, match=r"generator: .*16 bytes, not the 5056"):
         r.reserve(_StateOnly(torch.zeros(16, dtype=torch.uint8)), 1, False)
     with pytest.raises(ValueError, match="5056"):
-        fastrand._C.TorchCpuReader(4, torch.empty(16, dtype=torch.uint8), lambda s: b"")
+        fastrand._C.TorchCpuReader(
+            4, torch.empty(16, dtype=torch.uint8), lambda s: b"", torch.Generator
+        )
+    # a state of 5056 elements that is not 5056 bytes of its own: never read past its memory
+    good = torch.Generator().manual_seed(3).get_state()
+    for bad in (
+        torch.zeros(1, dtype=torch.uint8).expand(5056),  # one byte of memory
+        torch.zeros(2 * 5056, dtype=torch.uint8)[::2],
+        good.to(torch.int32),
+        good.numpy(),
+        bytes(good.numpy()),
+    ):
+        with pytest.raises(ValueError, match="generator: get_state.. returned"):
+            r.reserve(_StateOnly(bad), 1, False)
     # the reader still works (its lock was released)
     assert r.reserve(torch.Generator().manual_seed(3), 1, False) == (3, R, 0)
 

@@ -121,8 +121,13 @@ class TorchCpuReader {
  public:
   // buffer: a CPU torch.uint8 tensor of CPU_STATE_BYTES (what set_state receives);
   // fresh: seed -> bytes of torch's state right after manual_seed(seed).
-  TorchCpuReader(size_t capacity, py::object buffer, py::object fresh)
-      : states_(capacity), buf_(std::move(buffer)), fresh_(std::move(fresh)) {
+  // trusted: torch.Generator itself, whose get_state always returns a new contiguous CPU
+  // uint8 tensor; any other type's state is checked to be one before its bytes are read.
+  TorchCpuReader(size_t capacity, py::object buffer, py::object fresh, py::object trusted)
+      : states_(capacity),
+        buf_(std::move(buffer)),
+        fresh_(std::move(fresh)),
+        trusted_(std::move(trusted)) {
     if (buf_.attr("numel")().cast<uint64_t>() != CPU_STATE_BYTES)
       throw py::value_error("fastrand._C: buffer must hold 5056 bytes");
     out_ = reinterpret_cast<uint8_t*>(buf_.attr("data_ptr")().cast<uintptr_t>());
@@ -150,6 +155,7 @@ class TorchCpuReader {
                             numel = PyUnicode_InternFromString("numel"),
                             data_ptr = PyUnicode_InternFromString("data_ptr");
     const py::object state = g.attr(get_state)();
+    if (Py_TYPE(g.ptr()) != reinterpret_cast<PyTypeObject*>(trusted_.ptr())) check_layout(state);
     if (state.attr(numel)().cast<uint64_t>() != CPU_STATE_BYTES)
       throw py::value_error(
           "generator: this torch's CPU generator state has " +
@@ -169,8 +175,21 @@ class TorchCpuReader {
   }
 
  private:
+  // A state from a torch.Generator subclass: a CPU uint8 tensor whose bytes are its elements.
+  static void check_layout(const py::object& state) {
+    const py::module_ torch = py::module_::import("torch");
+    const bool ok = py::isinstance(state, torch.attr("Tensor")) &&
+                    state.attr("dtype").is(torch.attr("uint8")) &&
+                    state.attr("is_cpu").cast<bool>() && state.attr("is_contiguous")().cast<bool>();
+    if (!ok)
+      throw py::value_error("generator: get_state() returned " +
+                            py::repr(state).cast<std::string>().substr(0, 80) +
+                            ", not a contiguous CPU torch.uint8 tensor (the layout fastrand reads, "
+                            "docs/torch-generators.md)");
+  }
+
   CpuStates states_;
-  py::object buf_, fresh_;
+  py::object buf_, fresh_, trusted_;
   uint8_t* out_ = nullptr;
   std::mutex mutex_;
   std::atomic<std::thread::id> owner_{};
@@ -256,8 +275,8 @@ PYBIND11_MODULE(_C, m) {
   py::class_<TorchCpuReader>(m, "TorchCpuReader",
                              "A CPU torch.Generator's draw in one call: get_state, the read, "
                              "the state after the draw, set_state, under one lock.")
-      .def(py::init<size_t, py::object, py::object>(), py::arg("capacity"), py::arg("buffer"),
-           py::arg("fresh"))
+      .def(py::init<size_t, py::object, py::object, py::object>(), py::arg("capacity"),
+           py::arg("buffer"), py::arg("fresh"), py::arg("trusted"))
       .def("reserve", &TorchCpuReader::reserve, py::arg("generator"), py::arg("n"),
            py::arg("two_words"),
            "(seed, stream, offset) of an n-value draw from the generator, which now holds the "

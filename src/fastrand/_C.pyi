@@ -81,9 +81,13 @@ class TorchCpuReader:
     """A CPU torch.Generator's draw in one call: ``get_state()``, the read of it, the state
     after the draw written to ``buffer``, ``set_state(buffer)``, under one lock (a draw started
     inside another on the same thread raises RuntimeError). ``fresh(seed)``: torch's state right
-    after manual_seed(seed), as bytes."""
+    after manual_seed(seed), as bytes. ``trusted``: the generator type whose ``get_state`` needs
+    no layout check (torch.Generator); any other type's state must be a contiguous CPU uint8
+    tensor."""
 
-    def __init__(self, capacity: int, buffer: Any, fresh: Callable[[int], bytes]) -> None: ...
+    def __init__(
+        self, capacity: int, buffer: Any, fresh: Callable[[int], bytes], trusted: type
+    ) -> None: ...
     def reserve(self, generator: Any, n: int, two_words: bool) -> tuple[int, int, int]:
         """(seed, stream, offset) of an n-value draw; the generator now holds the state after
         it."""

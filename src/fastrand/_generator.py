@@ -390,7 +390,9 @@ class _TorchStates:
                     from . import _C
 
                     buf = torch.empty(_CPU_STATE_LEN, dtype=torch.uint8, device="cpu")
-                    reader = self._cpu = _C.TorchCpuReader(self.CACHE, buf, self._fresh_state)
+                    reader = self._cpu = _C.TorchCpuReader(
+                        self.CACHE, buf, self._fresh_state, torch.Generator
+                    )
         return reader
 
     def _reserve_cpu(self, g, n, two_words):
