@@ -35,6 +35,8 @@ import types
 import warnings
 from typing import Any
 
+from ._patch_handle import PatchHandle
+
 __all__ = ["patch_diffusers", "unpatch_diffusers"]
 
 _TORCH_UTILS = "diffusers.utils.torch_utils"
@@ -384,7 +386,11 @@ def _release(tokens):
         _uninstall()
 
 
-class _DiffusersPatch:
+def _in_force(token: object) -> bool:
+    return token in _ACTIVE
+
+
+class _DiffusersPatch(PatchHandle):
     """The handle ``patch_diffusers()`` returns: already in force, a context manager, undoable.
 
     Patches are counted: diffusers stays patched while any patch is in force. The handle's own
@@ -396,55 +402,13 @@ class _DiffusersPatch:
     ``unpatch_diffusers()`` releases every patch.
     """
 
-    __slots__ = ("_token", "_claimed", "_blocks", "__weakref__")
-
-    def __init__(self):
-        self._token = None  # the patch patch_diffusers() put in force for this handle
-        self._claimed = False  # whether a with block owns self._token
-        self._blocks = []  # the token of each open with block, innermost last
-
-    def _apply(self):
-        self._token = _acquire()
-        self._claimed = False
-        return self
-
-    @property
-    def active(self) -> bool:
-        """Whether this handle (or a block entered on it) still holds a patch in force."""
-        with _LOCK:
-            return any(t is not None and t in _ACTIVE for t in [self._token, *self._blocks])
-
-    def undo(self) -> None:
-        """Releases this handle's patches; diffusers is restored once no other patch is in
-        force."""
-        with _LOCK:
-            tokens = [self._token, *self._blocks]
-            self._token = None
-            _release(tokens)
-
-    def __enter__(self):
-        with _LOCK:
-            token = self._token
-            if token is not None and token in _ACTIVE and not self._claimed:
-                self._claimed = True
-                self._blocks.append(token)
-                return self
-        token = _acquire()  # a nested or later block, or an undone handle: a patch of its own
-        with _LOCK:
-            self._blocks.append(token)
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        with _LOCK:
-            token = self._blocks.pop() if self._blocks else None
-            if token is not None and token is self._token:
-                self._token = None
-                self._claimed = False
-            _release([token])
-        return False
-
-    def __repr__(self):
-        return f"<fastrand diffusers patch, {'active' if self.active else 'undone'}>"
+    __slots__ = ()
+    _WHAT = "diffusers patch"
+    _RELEASE_UNDER_LOCK = True  # _release expects _LOCK held
+    _LOCK = _LOCK
+    _acquire = staticmethod(_acquire)
+    _release = staticmethod(_release)
+    _in_force = staticmethod(_in_force)
 
 
 def patch_diffusers() -> _DiffusersPatch:

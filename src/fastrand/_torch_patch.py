@@ -59,6 +59,7 @@ from torch.overrides import (
 )
 
 from . import _api
+from ._patch_handle import PatchHandle
 
 __all__ = ["patch_torch", "unpatch_torch"]
 
@@ -491,7 +492,16 @@ def _remove_mode(mode):
         _push_mode(m)
 
 
-class _TorchPatch:
+def _in_force(token: _Token) -> bool:
+    return token in token.state.tokens
+
+
+def _claimable(token: _Token) -> bool:
+    # the handle's own patch is in force in the thread that made it: only a block there owns it
+    return token in token.state.tokens and token.state is _thread_state()
+
+
+class _TorchPatch(PatchHandle):
     """The handle ``patch_torch()`` returns: in force in the calling thread, a context manager,
     undoable.
 
@@ -503,60 +513,13 @@ class _TorchPatch:
     holds (a second call does nothing); ``unpatch_torch()`` releases every patch.
     """
 
-    __slots__ = ("_token", "_claimed", "_blocks", "__weakref__")
-
-    def __init__(self):
-        self._token: _Token | None = None  # the patch patch_torch() put in force
-        self._claimed = False  # whether a with block owns self._token
-        self._blocks: list[_Token] = []  # the token of each open with block, innermost last
-
-    def _apply(self):
-        self._token = _acquire()
-        self._claimed = False
-        return self
-
-    @property
-    def active(self) -> bool:
-        """Whether this handle (or a block entered on it) still holds a patch in force."""
-        with _LOCK:
-            return any(t is not None and t in t.state.tokens for t in [self._token, *self._blocks])
-
-    def undo(self) -> None:
-        """Releases this handle's patches; torch is untouched again in a thread once no other
-        patch of that thread is in force."""
-        with _LOCK:
-            tokens = [self._token, *self._blocks]
-            self._token = None
-        _release(tokens)
-
-    def __enter__(self):
-        with _LOCK:
-            token = self._token
-            if (
-                token is not None
-                and token in token.state.tokens
-                and token.state is _thread_state()
-                and not self._claimed
-            ):
-                self._claimed = True
-                self._blocks.append(token)
-                return self
-        token = _acquire()  # nested, later, another thread, or undone: a patch of its own
-        with _LOCK:
-            self._blocks.append(token)
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        with _LOCK:
-            token = self._blocks.pop() if self._blocks else None
-            if token is not None and token is self._token:
-                self._token = None
-                self._claimed = False
-        _release([token])
-        return False
-
-    def __repr__(self):
-        return f"<fastrand torch patch, {'active' if self.active else 'undone'}>"
+    __slots__ = ()
+    _WHAT = "torch patch"
+    _LOCK = _LOCK
+    _acquire = staticmethod(_acquire)
+    _release = staticmethod(_release)  # takes _LOCK itself, outside the handle's
+    _in_force = staticmethod(_in_force)
+    _claimable = staticmethod(_claimable)
 
 
 def patch_torch() -> _TorchPatch:
