@@ -440,6 +440,15 @@ class _TorchStates:
 
 
 TORCH_TRACKER = _TorchStates()
+_ABANDONED: list[Any] = []  # readers a forked child replaced (kept: never destroyed locked)
+
+
+def _new_reader_in_child():
+    # a forked child gets a new reader: the old one's lock may be held by a thread that is gone
+    if TORCH_TRACKER._cpu is not None:
+        _ABANDONED.append(TORCH_TRACKER._cpu)
+        TORCH_TRACKER._cpu = None
+
+
 if hasattr(os, "register_at_fork"):
-    # a forked child gets a new reader: its lock may have been held by a thread that is gone
-    os.register_at_fork(after_in_child=lambda: setattr(TORCH_TRACKER, "_cpu", None))
+    os.register_at_fork(after_in_child=_new_reader_in_child)
