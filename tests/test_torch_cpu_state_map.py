@@ -197,21 +197,22 @@ def test_a_state_written_long_ago_continues():
 
 
 def test_core_refuses_bad_arguments():
-    states = _C.TorchCpuStates(4)
-    buf = torch.empty(5056, dtype=torch.uint8)
-    buf.copy_(torch.Generator().manual_seed(1).get_state())
-    p = buf.data_ptr()
-    with pytest.raises(ValueError, match="null"):
-        states.draw(p, 0, 1, False, None)
-    with pytest.raises(ValueError, match="null"):
-        states.draw(0, p, 1, False, None)
-    for bad in (b"x" * 5055, "x" * 5056, bytearray(5056), 0):
+    """The seeded state the core compares with (rule 1) must be 5056 bytes; a bad one is
+    refused before anything is written, and the generator keeps its state."""
+    g = torch.Generator().manual_seed(1)
+    before = _state_of(g)
+    for bad in (b"x" * 5055, "x" * 5056, bytearray(5056), 0, None):
+        reader = _C.TorchCpuReader(
+            4, torch.empty(5056, dtype=torch.uint8), lambda seed, bad=bad: bad, torch.Generator
+        )
         with pytest.raises(ValueError, match="fresh"):
-            states.draw(p, p, 1, False, bad)
-    # a state the object never wrote, without the seeded state: its seed, nothing written
-    before = bytes(buf.numpy())
-    assert states.draw(p, p, 1, False, None) == 1
-    assert bytes(buf.numpy()) == before
+            reader.reserve(g, 1, False)
+        assert _state_of(g) == before
+    # the same reader with torch's seeded state: rule 1
+    good = _C.TorchCpuReader(
+        4, torch.empty(5056, dtype=torch.uint8), gm.TORCH_TRACKER._fresh_state, torch.Generator
+    )
+    assert good.reserve(g, 1, False) == (1, R, 0)
 
 
 def test_a_forged_copy_of_a_remembered_state_is_foreign():

@@ -89,25 +89,14 @@ void probe_cpu(int which, uintptr_t ptr, uint64_t first, uint64_t count, int thr
   });
 }
 
-// The data of `fresh` (None, or a CPU torch.Generator state as 5056 bytes), or null for None.
+// The data of `fresh`, torch's CPU generator state right after manual_seed (5056 bytes).
 const uint8_t* fresh_arg(const py::object& fresh) {
-  if (fresh.is_none()) return nullptr;
   char* data = nullptr;
   Py_ssize_t len = 0;
   if (!PyBytes_Check(fresh.ptr()) || PyBytes_AsStringAndSize(fresh.ptr(), &data, &len) != 0 ||
       size_t(len) != CPU_STATE_BYTES)
-    throw py::value_error("fastrand._C: fresh must be None or 5056 bytes");
+    throw py::value_error("fastrand._C: fresh(seed) must return 5056 bytes");
   return reinterpret_cast<const uint8_t*>(data);
-}
-
-py::object torch_cpu_draw(CpuStates& states, uintptr_t state, uintptr_t out, uint64_t n,
-                          bool two_words, const py::object& fresh) {
-  if (state == 0 || out == 0) throw py::value_error("fastrand._C: null state pointer");
-  CpuPosition p;
-  if (!states.draw(reinterpret_cast<const uint8_t*>(state), fresh_arg(fresh), n, two_words ? 2 : 1,
-                   reinterpret_cast<uint8_t*>(out), &p))
-    return py::int_(p.seed);  // the seed whose seeded state is needed
-  return py::make_tuple(p.seed, p.stream, p.offset);
 }
 
 // A CPU torch.Generator's draw in one call: get_state(), the core's read of it (csrc/cpu/
@@ -262,16 +251,6 @@ PYBIND11_MODULE(_C, m) {
       py::arg("seed"), py::arg("offset"), py::arg("n"), py::arg("two_words"),
       "(generation, position, offset after) of an n-value draw from a Philox torch.Generator "
       "state (seed, offset) (docs/torch-generators.md).");
-  py::class_<CpuStates>(m, "TorchCpuStates",
-                        "Reads CPU torch.Generator states as positions and writes the states "
-                        "that record draws, remembering the last `capacity` it wrote.")
-      .def(py::init<size_t>(), py::arg("capacity"))
-      .def("draw", &torch_cpu_draw, py::arg("state"), py::arg("out"), py::arg("n"),
-           py::arg("two_words"), py::arg("fresh"),
-           "(seed, stream, offset) of an n-value draw from the 5056-byte state at `state`, "
-           "the state after it written at `out`. fresh: torch's state right after "
-           "manual_seed(seed), or None to read only a state this object wrote (for any other "
-           "state, the state's seed is returned and nothing is written).");
   py::class_<TorchCpuReader>(m, "TorchCpuReader",
                              "A CPU torch.Generator's draw in one call: get_state, the read, "
                              "the state after the draw, set_state, under one lock.")

@@ -64,19 +64,6 @@ def torch_cpu_state(seed: int, stream: int, pos: int) -> bytes: ...
 # (seed, offset) (docs/torch-generators.md, "Philox generators").
 def torch_philox_draw(seed: int, offset: int, n: int, two_words: bool) -> tuple[int, int, int]: ...
 
-class TorchCpuStates:
-    """Reads CPU torch.Generator states and writes the states that record draws, remembering
-    the last ``capacity`` states it wrote."""
-
-    def __init__(self, capacity: int) -> None: ...
-    def draw(
-        self, state: int, out: int, n: int, two_words: bool, fresh: bytes | None
-    ) -> tuple[int, int, int] | int:
-        """(seed, stream, offset) of an n-value draw from the state at ``state``; the state
-        after it is written at ``out``. ``fresh``: torch's state right after manual_seed(seed),
-        or None to read only a state this object wrote (for any other, the state's seed is
-        returned and nothing is written)."""
-
 class TorchCpuReader:
     """A CPU torch.Generator's draw in one call: ``get_state()``, the read of it, the state
     after the draw written to ``buffer``, ``set_state(buffer)``, under one lock (a draw started

@@ -396,7 +396,7 @@ class _TorchStates:
         return reader
 
     def _reserve_cpu(self, g, n, two_words):
-        return (self._cpu or self.cpu_reader()).reserve(g, n, two_words)
+        return self.cpu_reader().reserve(g, n, two_words)
 
     def precheck(self, g):
         """Refuses what reserve(g, ...) would refuse before drawing, without advancing g (a

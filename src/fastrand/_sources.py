@@ -108,7 +108,7 @@ def direct_reserve(generator: Any) -> Any:
     elif not isinstance(generator, torch.Generator):
         return None
     if _on_cpu(generator):  # straight into the compiled core's reader
-        return partial((TORCH_TRACKER._cpu or TORCH_TRACKER.cpu_reader()).reserve, generator)
+        return partial(TORCH_TRACKER.cpu_reader().reserve, generator)
     return partial(TORCH_TRACKER.reserve, generator)
 
 
